@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod time;
 
 pub use error::{ApiError, Error, Result, TransportKind};
 pub use secrecy::{ExposeSecret, SecretString};
