@@ -1,0 +1,1 @@
+//! bds fake server (being written).

@@ -1,0 +1,1 @@
+//! DAP fake server (being written).

@@ -1,0 +1,1 @@
+//! ld fake server (being written).

@@ -1,0 +1,1 @@
+//! toucan fake server (being written).
