@@ -58,7 +58,11 @@ pub struct ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {} returned HTTP {}", self.method, self.url, self.status)?;
+        write!(
+            f,
+            "{} {} returned HTTP {}",
+            self.method, self.url, self.status
+        )?;
         match &self.message {
             Some(m) => write!(f, ": {m}")?,
             None if !self.body_snippet.is_empty() => write!(f, ": {}", self.body_snippet)?,
@@ -175,6 +179,11 @@ pub enum Error {
     /// The client was configured wrongly (bad URL, missing credential, ...).
     #[error("invalid configuration: {0}")]
     Config(String),
+
+    /// A request could not be built (invalid header, body that does not
+    /// serialise, target that is not a URL). Nothing was sent.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
 }
 
 impl Error {
@@ -199,7 +208,10 @@ impl Error {
 
     /// Builds an [`Error::Io`] with a context.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 

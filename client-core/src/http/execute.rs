@@ -1,0 +1,315 @@
+//! The retry loop: one attempt after another until a final answer.
+
+use std::time::Duration;
+
+use reqwest::header::{AUTHORIZATION, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use super::client::Auth;
+use super::multipart::open_file_body;
+use super::request::{Body, RequestAuth};
+use super::transport::transport_error;
+use super::{HttpClient, Request, Response};
+use crate::auth::AccessToken;
+use crate::error::redact_url;
+use crate::retry::{ResponseView, RetryDecision, is_retryable_status, is_retryable_transport};
+use crate::{Error, Result};
+
+/// Why another attempt may be made.
+enum Retryable {
+    Response(Box<Response>),
+    Failure(Error),
+}
+
+impl HttpClient {
+    /// Sends `request` with retries and returns the final response whatever
+    /// its status, so service crates can parse their own error bodies.
+    ///
+    /// Each attempt rebuilds the request (fresh token, whole body). Statuses
+    /// 408/429/500/502/503/504 are retried (and whatever the classifier
+    /// says); connect failures always; timeouts and interrupted connections
+    /// only for idempotent requests. A `401` on a bearer request invalidates
+    /// the token and is retried once; a second `401` is [`Error::Auth`], as
+    /// is a `401` with Basic credentials. Transport failures that outlast the
+    /// budget are [`Error::RetriesExhausted`] (or [`Error::Transport`] if
+    /// only one attempt was made).
+    pub async fn execute(&self, request: Request) -> Result<Response> {
+        if let Some(problem) = &request.invalid {
+            return Err(Error::InvalidRequest(problem.clone()));
+        }
+        let url = self.request_url(&request)?;
+        let policy = request.retry.as_ref().unwrap_or(&self.inner.policy);
+        let started = self.inner.clock.now();
+        let mut attempt: u32 = 0;
+        let mut refreshed_after_401 = false;
+        loop {
+            attempt += 1;
+            let (last, hint) = match self.step(&request, &url, &mut refreshed_after_401).await {
+                Step::Done(result) => return result,
+                Step::Refreshed => {
+                    attempt -= 1; // the 401 refresh pass is not part of the retry budget
+                    continue;
+                }
+                Step::Retryable(last, hint) => (last, hint),
+            };
+            let elapsed = self.inner.clock.now().saturating_duration_since(started);
+            let delay = policy.delay(attempt, hint, self.inner.random.as_ref());
+            if attempt >= policy.max_attempts || elapsed + delay > policy.deadline {
+                return give_up(last, attempt, elapsed);
+            }
+            log_retry(&request, &url, attempt, policy.max_attempts, delay, &last);
+            self.inner.sleeper.sleep(delay).await;
+        }
+    }
+
+    /// Like [`execute`](Self::execute), but a final status the request does
+    /// not accept (by default: anything but 2xx) becomes [`Error::Api`] with
+    /// the server's message, request id and `Retry-After` (wrapped in
+    /// [`Error::RetriesExhausted`] when the retry budget ran out on it).
+    pub async fn send(&self, request: Request) -> Result<Response> {
+        let accepts: Vec<u16> = (100..600).filter(|s| request.accepts(*s)).collect();
+        let response = self.execute(request).await?;
+        if accepts.contains(&response.status()) {
+            return Ok(response);
+        }
+        let exhausted = response.exhausted;
+        let error = response.into_api_error().await;
+        Err(match exhausted {
+            Some((attempts, elapsed)) => Error::RetriesExhausted {
+                attempts,
+                elapsed,
+                last: Box::new(error),
+            },
+            None => error,
+        })
+    }
+
+    /// Sends `request` (as [`send`](Self::send)) and decodes the JSON body.
+    pub async fn send_json<T: serde::de::DeserializeOwned>(&self, request: Request) -> Result<T> {
+        self.send(request).await?.json().await
+    }
+
+    fn request_url(&self, request: &Request) -> Result<Url> {
+        let mut url = self.resolve(&request.target)?;
+        if !request.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(request.query.iter());
+        }
+        Ok(url)
+    }
+
+    fn sends_credentials(&self, request: &Request) -> bool {
+        match request.auth {
+            RequestAuth::Client => !matches!(self.inner.auth, Auth::None),
+            RequestAuth::None => false,
+            RequestAuth::Basic(_) => true,
+        }
+    }
+
+    async fn current_token(&self, request: &Request) -> Result<Option<AccessToken>> {
+        match (&request.auth, &self.inner.auth) {
+            (RequestAuth::Client, Auth::Bearer(provider)) => Ok(Some(provider.token().await?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// One attempt: build a fresh HTTP request and send it.
+    async fn attempt(
+        &self,
+        request: &Request,
+        url: &Url,
+        token: Option<&AccessToken>,
+    ) -> Result<Response> {
+        let mut builder = self.inner.http.request(request.method.clone(), url.clone());
+        builder = builder.headers(request.headers.clone());
+        if let Some(value) = self.authorization(request, token)? {
+            builder = builder.header(AUTHORIZATION, value);
+        }
+        builder = match &request.body {
+            Body::Empty => builder,
+            Body::Bytes(b) => builder.body(b.clone()),
+            Body::Form(fields) => builder.form(fields),
+            Body::Multipart(form) => builder.multipart(form.to_reqwest().await?),
+            Body::File(path) => {
+                let (body, len) = open_file_body(path).await?;
+                builder
+                    .header(reqwest::header::CONTENT_LENGTH, len)
+                    .body(body)
+            }
+        };
+        if let Some(t) = request.timeout {
+            builder = builder.timeout(t);
+        }
+        match builder.send().await {
+            Ok(r) => Ok(Response::from_reqwest(request.method.clone(), r)),
+            Err(e) => Err(transport_error(e, request.method.as_str(), url.as_str())),
+        }
+    }
+
+    fn authorization(
+        &self,
+        request: &Request,
+        token: Option<&AccessToken>,
+    ) -> Result<Option<HeaderValue>> {
+        let secret: SecretString = match (&request.auth, &self.inner.auth, token) {
+            (RequestAuth::None, _, _) => return Ok(None),
+            (RequestAuth::Basic(creds), _, _) => creds.header_value(),
+            (RequestAuth::Client, Auth::Basic(creds), _) => creds.header_value(),
+            (RequestAuth::Client, Auth::Bearer(_), Some(t)) => {
+                SecretString::from(format!("Bearer {}", t.secret().expose_secret()))
+            }
+            _ => return Ok(None),
+        };
+        let mut value = HeaderValue::from_str(secret.expose_secret()).map_err(|_| Error::Auth {
+            message: "the credentials contain characters that cannot be sent in an HTTP header"
+                .to_string(),
+            status: None,
+        })?;
+        value.set_sensitive(true);
+        Ok(Some(value))
+    }
+
+    fn classify(
+        &self,
+        request: &Request,
+        url: &Url,
+        idempotent: bool,
+        response: &Response,
+    ) -> RetryDecision {
+        let Some(classifier) = &self.inner.classifier else {
+            return RetryDecision::Default;
+        };
+        let view = ResponseView {
+            method: &request.method,
+            url,
+            idempotent,
+            status: response.status(),
+            headers: response.headers(),
+            body_prefix: response.prefix(),
+        };
+        classifier.classify(&view)
+    }
+
+    /// One attempt and its verdict.
+    async fn step(&self, request: &Request, url: &Url, refreshed_after_401: &mut bool) -> Step {
+        let idempotent = request.is_idempotent();
+        let token = match self.current_token(request).await {
+            Ok(t) => t,
+            Err(e) => return Step::Done(Err(e)),
+        };
+        let mut response = match self.attempt(request, url, token.as_ref()).await {
+            Ok(r) => r,
+            Err(e) => return retry_if_transient(e, idempotent),
+        };
+        if response.status() == 401 && self.sends_credentials(request) {
+            if let (Some(t), Auth::Bearer(p)) = (&token, &self.inner.auth)
+                && !*refreshed_after_401
+                && p.can_refresh()
+            {
+                tracing::info!(
+                    url = %redact_url(url.as_str()),
+                    "HTTP 401: refreshing the access token and retrying once"
+                );
+                p.invalidate(t).await;
+                *refreshed_after_401 = true;
+                return Step::Refreshed;
+            }
+            return Step::Done(Err(rejected_credentials(response, token.is_some()).await));
+        }
+        if response.is_success() {
+            return Step::Done(Ok(response));
+        }
+        if let Err(e) = response.buffer_prefix().await {
+            // The error body broke off: like any interrupted exchange.
+            return retry_if_transient(e, idempotent);
+        }
+        let hint = match self.classify(request, url, idempotent, &response) {
+            RetryDecision::DoNotRetry => return Step::Done(Ok(response)),
+            RetryDecision::Retry { after } => after.or_else(|| response.retry_after()),
+            _ if is_retryable_status(response.status()) => response.retry_after(),
+            _ => return Step::Done(Ok(response)),
+        };
+        Step::Retryable(Retryable::Response(Box::new(response)), hint)
+    }
+}
+
+/// What one attempt leads to.
+// Lives for one attempt and is moved once; boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
+enum Step {
+    /// A final answer.
+    Done(Result<Response>),
+    /// The token was refreshed after a 401; try again at once.
+    Refreshed,
+    /// Worth another attempt, after at least this server hint.
+    Retryable(Retryable, Option<Duration>),
+}
+
+fn retry_if_transient(error: Error, idempotent: bool) -> Step {
+    match &error {
+        Error::Transport { kind, .. } if is_retryable_transport(*kind, idempotent) => {
+            Step::Retryable(Retryable::Failure(error), None)
+        }
+        _ => Step::Done(Err(error)),
+    }
+}
+
+fn log_retry(
+    request: &Request,
+    url: &Url,
+    attempt: u32,
+    max: u32,
+    delay: Duration,
+    last: &Retryable,
+) {
+    let cause = match last {
+        Retryable::Response(r) => format!("HTTP {}", r.status()),
+        Retryable::Failure(Error::Transport { kind, .. }) => kind.to_string(),
+        Retryable::Failure(e) => e.to_string(),
+    };
+    tracing::warn!(
+        attempt,
+        max_attempts = max,
+        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+        cause = %cause,
+        method = %request.method,
+        url = %redact_url(url.as_str()),
+        "retrying request"
+    );
+}
+
+/// The final outcome when retrying stops: the last response as is (marked
+/// exhausted), or the last failure.
+fn give_up(last: Retryable, attempts: u32, elapsed: Duration) -> Result<Response> {
+    match last {
+        Retryable::Response(mut r) => {
+            r.exhausted = (attempts > 1).then_some((attempts, elapsed));
+            Ok(*r)
+        }
+        Retryable::Failure(e) if attempts > 1 => Err(Error::RetriesExhausted {
+            attempts,
+            elapsed,
+            last: Box::new(e),
+        }),
+        Retryable::Failure(e) => Err(e),
+    }
+}
+
+/// The error for a `401` that refreshing could not fix.
+async fn rejected_credentials(response: Response, bearer: bool) -> Error {
+    let status = response.status();
+    let detail = match response.into_api_error().await {
+        Error::Api(api) => api.to_string(),
+        other => other.to_string(),
+    };
+    let advice = if bearer {
+        "the server rejected a freshly obtained access token; check that the client's \
+         credentials are valid and allowed to call this endpoint"
+    } else {
+        "the server rejected the credentials; check the user name and password"
+    };
+    Error::Auth {
+        message: format!("{detail}; {advice}"),
+        status: Some(status),
+    }
+}
