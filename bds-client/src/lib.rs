@@ -1,3 +1,19 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
+
+pub mod archive;
+pub mod error;
+pub mod known;
+pub mod model;
+pub mod plan;
+pub mod rows;
+
+pub use archive::{ArchiveLimits, ExtractArchive};
+pub use error::{BdsError, Result};
+pub use known::{KNOWN_DATA_SETS, KnownDataSet, PrimaryKeys, find_known};
+pub use model::{
+    BdsType, BrightspaceDataSet, DataSetReportInfo, DataSetSchema, Extract, PluginInfo,
+};
+pub use plan::{ApplyAction, Plan, PlanKind, PlanOptions, PlanStep, TableState, plan};
+pub use rows::{ColumnMap, CsvRows, Header, Row, RowBatch, read_batches};
