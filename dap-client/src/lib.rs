@@ -1,3 +1,18 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
+
+pub mod error;
+pub mod model;
+pub mod record;
+pub mod schema;
+
+pub use client_core::SecretString;
+pub use error::{Error, Location, OperationError, Result};
+pub use model::{
+    Action, DownloadTableDataResult, Format, GetTableDataResult, IncrementalQuery, Job, JobError,
+    JobStatus, Mode, Object, Query, Resource, ResourceResult, SnapshotQuery, TableList,
+    VersionedSchema,
+};
+pub use record::{Fields, Meta, Record, RecordReader};
+pub use schema::TableSchema;
