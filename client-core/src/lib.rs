@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod download;
 pub mod error;
 pub mod http;
 pub mod paging;
@@ -11,6 +12,7 @@ pub mod time;
 pub mod waiter;
 
 pub use auth::{AccessToken, TokenProvider};
+pub use download::Download;
 pub use error::{ApiError, Error, Result, TransportKind};
 pub use http::{HttpClient, Request, Response};
 pub use paging::{Page, paginate};
