@@ -1,3 +1,85 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
+//!
+//! # Model
+//!
+//! A table is described by a backend-neutral [`TableDef`]: namespace, name,
+//! [`Column`]s with a [`SqlType`], and a (possibly composite) primary key.
+//! Rows travel as [`RowBatch`]es of text cells (`None` = NULL) in column
+//! order; the backend parses each cell for its column type. Text cells were
+//! chosen because both sources produce text and PostgreSQL's text `COPY`
+//! takes them nearly verbatim; a batch owns one text buffer and one offsets
+//! buffer, which are reused from batch to batch, so loading does not
+//! allocate per row.
+//!
+//! # Loads
+//!
+//! [`Sink::begin_load`] opens one transaction that first creates or evolves
+//! the table ([`EvolutionReport`]), then takes any number of
+//! [`Load::upsert`] and [`Load::delete`] batches, and finally
+//! [`Load::commit`] writes the table's [`Watermark`] into the meta table and
+//! commits. Either all of it lands or none of it: a crash, an error or
+//! dropping the [`Load`] leaves the table and its watermark as they were,
+//! so re-running converges. [`Sink::begin_replace`] loads a fresh copy and
+//! swaps it in at commit (re-initialisation without readers ever seeing an
+//! empty table). [`Sink::inject_fault`] makes the next load fail after k
+//! batches, for crash-safety tests.
+//!
+//! # Meta table
+//!
+//! One row per managed table, in `sql_sink.tables` (PostgreSQL) or
+//! `sql_sink__tables` (SQLite):
+//!
+//! | column | type | meaning |
+//! |---|---|---|
+//! | `namespace`, `name` | text, primary key | the table |
+//! | `definition` | text (JSON of [`TableDef`]) | columns as they are in the database, including kept ones |
+//! | `watermark` | text, NULL until the first commit | [`Watermark::value`] |
+//! | `watermark_at` | timestamptz (SQLite: RFC 3339 text) | [`Watermark::at`] |
+//! | `schema_version` | bigint | [`Watermark::schema_version`] |
+//! | `details` | text (JSON) | [`Watermark::details`] |
+//! | `updated_at` | timestamptz (SQLite: RFC 3339 text) | when the row last changed |
+//!
+//! # Backends
+//!
+//! * **SQLite** (default, bundled): table `users` of namespace `canvas` is
+//!   `canvas__users` (namespaces cannot contain `__`). WAL mode, one
+//!   dedicated thread per [`Sink`], prepared `INSERT .. ON CONFLICT DO
+//!   UPDATE` statements, one transaction per load. Types map to affinities
+//!   (see [`SqlType`]); values are parsed and checked by the sink, so the
+//!   same bad value is refused by both backends.
+//! * **PostgreSQL** (feature `postgres`): each namespace is a schema,
+//!   tables keep their names (`canvas.users`). Each batch is streamed with
+//!   text `COPY .. FROM STDIN` into a temporary staging table, then merged
+//!   with `INSERT .. SELECT .. ON CONFLICT (key) DO UPDATE` (deletes: `DELETE
+//!   .. USING`); while the table was empty at the start of the load, batches
+//!   are copied straight into it. Enums are `text` with a `CHECK`
+//!   constraint, JSON is `jsonb`, the session time zone is UTC. TLS is not
+//!   supported yet (connections use `NoTls`).
+//!
+//! Identifiers (namespaces, tables, columns) come from servers and are
+//! validated ([`ident::validate`]) and always quoted ([`ident::quote`]).
+
+mod error;
+pub mod evolve;
+pub mod ident;
+mod model;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod rows;
+mod sink;
+mod sqlite;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod testing;
+mod value;
+mod watermark;
+
+pub use error::{Error, Result};
+pub use evolve::EvolutionReport;
+pub use model::{Column, SqlType, TableDef, TableName};
+pub use rows::{Row, RowBatch};
+pub use sink::{BackendKind, Fault, Load, LoadSummary, Sink};
+pub use value::Value;
+pub use watermark::{TableStatus, Watermark};
