@@ -37,15 +37,13 @@
 //! ```
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::Stream;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-
 use crate::error::Error;
+use crate::retry::{RandomSource, SeededRandom, SystemRandom};
 use crate::time::{Clock, Sleeper, SystemClock, TokioSleeper};
+use futures::Stream;
 
 /// How a poll's state is classified by the acceptor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,18 +173,23 @@ impl PollPolicy {
     }
 
     /// The delay before the next poll, before the deadline is considered.
-    fn next_delay(&self, pending_polls: u32, hint: Option<Duration>, rng: &mut StdRng) -> Duration {
+    fn next_delay(
+        &self,
+        pending_polls: u32,
+        hint: Option<Duration>,
+        random: &dyn RandomSource,
+    ) -> Duration {
         if let Some(hint) = hint {
             return hint.clamp(self.min_interval, self.max_interval);
         }
         let base = self.base_delay(pending_polls);
-        let cut = base.mul_f64(self.jitter * rng.random::<f64>());
+        let cut = base.mul_f64(self.jitter * random.next_unit().clamp(0.0, 1.0));
         base.saturating_sub(cut).max(self.min_interval)
     }
 }
 
 /// Runs poll loops for long-running jobs with an injectable clock, sleeper
-/// and random source.
+/// and random source (the same [`RandomSource`] the retry loop uses).
 ///
 /// Cheap to clone; clones share the random source.
 #[derive(Debug, Clone)]
@@ -194,7 +197,7 @@ pub struct Waiter {
     policy: PollPolicy,
     clock: Arc<dyn Clock>,
     sleeper: Arc<dyn Sleeper>,
-    rng: Arc<Mutex<StdRng>>,
+    random: Arc<dyn RandomSource>,
 }
 
 impl Waiter {
@@ -204,7 +207,7 @@ impl Waiter {
             policy,
             clock: Arc::new(SystemClock),
             sleeper: Arc::new(TokioSleeper),
-            rng: Arc::new(Mutex::new(StdRng::from_os_rng())),
+            random: Arc::new(SystemRandom),
         }
     }
 
@@ -222,10 +225,16 @@ impl Waiter {
         self
     }
 
-    /// Seeds the jitter's random source, making delays reproducible.
-    pub fn with_rng_seed(mut self, seed: u64) -> Self {
-        self.rng = Arc::new(Mutex::new(StdRng::seed_from_u64(seed)));
+    /// Uses `random` for the jitter (tests pass a
+    /// [`SeededRandom`] or [`FixedRandom`](crate::retry::FixedRandom)).
+    pub fn with_random(mut self, random: Arc<dyn RandomSource>) -> Self {
+        self.random = random;
         self
+    }
+
+    /// Seeds the jitter's random source, making delays reproducible.
+    pub fn with_rng_seed(self, seed: u64) -> Self {
+        self.with_random(Arc::new(SeededRandom::new(seed)))
     }
 
     /// The policy in use.
@@ -382,10 +391,7 @@ impl<P, A> Run<P, A> {
                 },
             ));
         };
-        let delay = {
-            let mut rng = self.waiter.rng.lock().unwrap_or_else(|e| e.into_inner());
-            policy.next_delay(self.polls, hint, &mut rng)
-        };
+        let delay = policy.next_delay(self.polls, hint, self.waiter.random.as_ref());
         // Never sleep past the deadline: the last poll happens exactly at it.
         self.next_delay = Some(delay.min(remaining));
         Ok(Step::Pending(state))
@@ -411,17 +417,17 @@ mod tests {
     #[test]
     fn server_hint_is_clamped_into_the_interval_range() {
         let p = PollPolicy::default();
-        let mut rng = StdRng::seed_from_u64(1);
+        let random = SeededRandom::new(1);
         assert_eq!(
-            p.next_delay(1, Some(Duration::ZERO), &mut rng),
+            p.next_delay(1, Some(Duration::ZERO), &random),
             Duration::from_secs(1)
         );
         assert_eq!(
-            p.next_delay(1, Some(Duration::from_secs(3)), &mut rng),
+            p.next_delay(1, Some(Duration::from_secs(3)), &random),
             Duration::from_secs(3)
         );
         assert_eq!(
-            p.next_delay(1, Some(Duration::from_secs(3600)), &mut rng),
+            p.next_delay(1, Some(Duration::from_secs(3600)), &random),
             Duration::from_secs(5)
         );
     }
