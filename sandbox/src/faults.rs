@@ -388,6 +388,10 @@ fn truncate(response: Response) -> Response {
         },
     );
     let failing = cut.chain(futures::stream::once(async {
+        // Give the server a moment to flush the head and the partial body; failing the body
+        // right away would make hyper discard its write buffer and the client would see no
+        // response at all (that is the `drop_every` fault, not this one).
+        tokio::time::sleep(Duration::from_millis(20)).await;
         Err::<Bytes, _>(std::io::Error::other("injected truncated body"))
     }));
     Response::from_parts(parts, Body::from_stream(failing))
