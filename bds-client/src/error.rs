@@ -15,14 +15,14 @@ pub type Result<T, E = BdsError> = std::result::Result<T, E>;
 pub enum BdsError {
     /// An HTTP, authentication, retry or download failure from the shared core.
     #[error(transparent)]
-    Core(#[from] client_core::Error),
+    Core(client_core::Error),
 
     /// The stored refresh token was already traded in or revoked.
     #[error(
         "the stored D2L refresh token was rejected ({reason}): refresh tokens are single-use and this one \
          is spent or revoked. Authorize the app again in Brightspace (OAuth 2.0 authorization-code flow \
-         with refresh tokens enabled) and put the new refresh token in the token store \
-         (D2L_REFRESH_TOKEN or the file named by D2L_TOKEN_STORE)"
+         with refresh tokens enabled), then write the new refresh token into the token store \
+         (the file named by D2L_TOKEN_STORE), or delete that file and set D2L_REFRESH_TOKEN"
     )]
     RefreshTokenSpent {
         /// What the token endpoint said.
@@ -169,6 +169,18 @@ pub enum BdsError {
     /// A background task died (a bug or a panic in a callback).
     #[error("background task failed: {0}")]
     Task(String),
+}
+
+impl From<client_core::Error> for BdsError {
+    fn from(e: client_core::Error) -> Self {
+        match e {
+            // Say it the D2L way: where the token lives and how to get a new one.
+            client_core::Error::RefreshTokenSpent { reason } => {
+                BdsError::RefreshTokenSpent { reason }
+            }
+            other => BdsError::Core(other),
+        }
+    }
 }
 
 impl BdsError {

@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 pub mod archive;
+pub mod client;
 pub mod error;
 pub mod known;
 pub mod model;
@@ -10,6 +11,10 @@ pub mod plan;
 pub mod rows;
 
 pub use archive::{ArchiveLimits, ExtractArchive};
+pub use client::{Client, ClientBuilder, DataSetExtracts, RateLimitStatus};
+pub use client_core::auth::{FileTokenStore, MemoryTokenStore, TokenProvider, TokenStore};
+pub use client_core::download::{Progress, SavedFile};
+pub use client_core::{ExposeSecret, SecretString};
 pub use error::{BdsError, Result};
 pub use known::{KNOWN_DATA_SETS, KnownDataSet, PrimaryKeys, find_known};
 pub use model::{
