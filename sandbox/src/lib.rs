@@ -40,6 +40,126 @@ pub mod dap;
 pub mod ld;
 pub mod toucan;
 
+use serde_json::{Value, json};
+
 pub use faults::{FaultConfig, Faults};
 pub use server::ServerGuard;
 pub use stats::{Stats, StatsSnapshot};
+
+/// Which services [`Sandbox::start`] runs and how; `None` leaves a service out.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SandboxConfig {
+    /// The fake DAP service.
+    pub dap: Option<dap::DapConfig>,
+    /// The fake Brightspace Data Sets tenant.
+    pub bds: Option<bds::BdsConfig>,
+}
+
+impl Default for SandboxConfig {
+    /// Every service with its default (small) data set on free ports.
+    fn default() -> Self {
+        Self {
+            dap: Some(dap::DapConfig::default()),
+            bds: Some(bds::BdsConfig::default()),
+        }
+    }
+}
+
+impl SandboxConfig {
+    /// No service at all; add the ones you want with the `with_*` methods.
+    pub fn none() -> Self {
+        Self {
+            dap: None,
+            bds: None,
+        }
+    }
+
+    /// Runs the DAP service with this configuration.
+    pub fn with_dap(mut self, config: dap::DapConfig) -> Self {
+        self.dap = Some(config);
+        self
+    }
+
+    /// Runs the BDS service with this configuration.
+    pub fn with_bds(mut self, config: bds::BdsConfig) -> Self {
+        self.bds = Some(config);
+        self
+    }
+}
+
+/// The running fake services. Dropping it stops all of them.
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// let sandbox = sandbox::Sandbox::start(sandbox::SandboxConfig::default()).await?;
+/// if let Some(dap) = &sandbox.dap {
+///     println!("DAP_API_URL={}", dap.base_url());
+/// }
+/// println!("{}", sandbox.describe());
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Sandbox {
+    /// The fake DAP service, if started.
+    pub dap: Option<dap::DapServer>,
+    /// The fake BDS tenant, if started.
+    pub bds: Option<bds::BdsServer>,
+}
+
+impl Sandbox {
+    /// Starts the configured services on `127.0.0.1`, each with its own fault knobs and counters.
+    pub async fn start(config: SandboxConfig) -> std::io::Result<Self> {
+        let dap = match config.dap {
+            Some(c) => Some(dap::start(c, Faults::new(), Stats::new()).await?),
+            None => None,
+        };
+        let bds = match config.bds {
+            Some(c) => Some(bds::start(c, Faults::new(), Stats::new()).await?),
+            None => None,
+        };
+        Ok(Self { dap, bds })
+    }
+
+    /// URLs and (fake) credentials of every running service as one JSON object, with the
+    /// environment variables the clients read (`DAP_API_URL`, `D2L_BASE_URL`, ...).
+    pub fn describe(&self) -> Value {
+        let mut out = serde_json::Map::new();
+        if let Some(dap) = &self.dap {
+            let creds = dap.credentials();
+            out.insert(
+                "dap".into(),
+                json!({
+                    "base_url": dap.base_url(),
+                    "blob_url": dap.blob_url(),
+                    "credentials": creds,
+                    "env": {
+                        "DAP_API_URL": dap.base_url(),
+                        "DAP_CLIENT_ID": creds.client_id,
+                        "DAP_CLIENT_SECRET": creds.client_secret,
+                    },
+                }),
+            );
+        }
+        if let Some(bds) = &self.bds {
+            let creds = bds.credentials();
+            out.insert(
+                "bds".into(),
+                json!({
+                    "base_url": bds.base_url(),
+                    "blob_url": bds.blob_url(),
+                    "env": {
+                        "D2L_BASE_URL": creds.base_url,
+                        "D2L_AUTH_URL": creds.auth_url,
+                        "D2L_CLIENT_ID": creds.client_id,
+                        "D2L_CLIENT_SECRET": creds.client_secret,
+                        "D2L_REFRESH_TOKEN": creds.refresh_token,
+                    },
+                    "credentials": creds,
+                }),
+            );
+        }
+        Value::Object(out)
+    }
+}
