@@ -31,7 +31,7 @@ impl HttpClient {
     /// says); connect failures always; timeouts and interrupted connections
     /// only for idempotent requests. A `401` on a bearer request invalidates
     /// the token and is retried once; a second `401` is [`Error::Auth`], as
-    /// is a `401` with Basic credentials. Transport failures that outlast the
+    /// is a `401` to the client's Basic credentials. Transport failures that outlast the
     /// budget are [`Error::RetriesExhausted`] (or [`Error::Transport`] if
     /// only one attempt was made).
     pub async fn execute(&self, request: Request) -> Result<Response> {
@@ -73,16 +73,7 @@ impl HttpClient {
         if accepts.contains(&response.status()) {
             return Ok(response);
         }
-        let exhausted = response.exhausted;
-        let error = response.into_api_error().await;
-        Err(match exhausted {
-            Some((attempts, elapsed)) => Error::RetriesExhausted {
-                attempts,
-                elapsed,
-                last: Box::new(error),
-            },
-            None => error,
-        })
+        Err(response.into_api_error().await)
     }
 
     /// Sends `request` (as [`send`](Self::send)) and decodes the JSON body.
@@ -98,12 +89,11 @@ impl HttpClient {
         Ok(url)
     }
 
-    fn sends_credentials(&self, request: &Request) -> bool {
-        match request.auth {
-            RequestAuth::Client => !matches!(self.inner.auth, Auth::None),
-            RequestAuth::None => false,
-            RequestAuth::Basic(_) => true,
-        }
+    /// Whether the client's own credentials went out with the request; a
+    /// request with explicit [`Request::basic_auth`] (a token endpoint) gets
+    /// its 401 back as a response to interpret.
+    fn sends_client_credentials(&self, request: &Request) -> bool {
+        matches!(request.auth, RequestAuth::Client) && !matches!(self.inner.auth, Auth::None)
     }
 
     async fn current_token(&self, request: &Request) -> Result<Option<AccessToken>> {
@@ -201,7 +191,7 @@ impl HttpClient {
             Ok(r) => r,
             Err(e) => return retry_if_transient(e, idempotent),
         };
-        if response.status() == 401 && self.sends_credentials(request) {
+        if response.status() == 401 && self.sends_client_credentials(request) {
             if let (Some(t), Auth::Bearer(p)) = (&token, &self.inner.auth)
                 && !*refreshed_after_401
                 && p.can_refresh()

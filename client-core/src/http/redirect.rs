@@ -11,7 +11,7 @@ pub(crate) const MAX_REDIRECTS: usize = 10;
 
 pub(crate) fn policy(allow_insecure_http: bool) -> Policy {
     Policy::custom(move |attempt: Attempt<'_>| {
-        if attempt.previous().len() >= MAX_REDIRECTS {
+        if attempt.previous().len() > MAX_REDIRECTS {
             let message = format!("more than {MAX_REDIRECTS} redirects");
             return attempt.error(message);
         }

@@ -150,7 +150,8 @@ impl Response {
         Box::pin(tokio_util::io::StreamReader::new(stream))
     }
 
-    /// This response as an [`Error::Api`] (reads at most 64 KiB of the body).
+    /// This response as an [`Error::Api`] (reads at most 64 KiB of the body),
+    /// wrapped in [`Error::RetriesExhausted`] if the retry budget ran out on it.
     pub async fn into_api_error(mut self) -> Error {
         if let Err(e) = self.buffer_prefix().await {
             return e;
@@ -162,7 +163,15 @@ impl Response {
             &self.headers,
             &self.prefix,
         );
-        Error::Api(Box::new(api))
+        let error = Error::Api(Box::new(api));
+        match self.exhausted {
+            Some((attempts, elapsed)) => Error::RetriesExhausted {
+                attempts,
+                elapsed,
+                last: Box::new(error),
+            },
+            None => error,
+        }
     }
 
     /// Reads up to 64 KiB of the body into `prefix`, leaving the rest on the
