@@ -144,14 +144,21 @@ async fn a_cross_host_redirect_target_gets_no_authorization_header() {
     );
 }
 
-/// A server that announces `declared` bytes, sends `sent` of them and hangs
-/// up. It serves every connection the same way and stops with the test's
-/// runtime.
-async fn truncating_server(declared: usize, sent: usize) -> String {
+/// What a raw server answers: given the connection number and the request
+/// head, the bytes to write before hanging up.
+type Answer = Arc<dyn Fn(usize, &str) -> Vec<u8> + Send + Sync>;
+
+/// A raw HTTP/1.1 server that writes whatever `answer` says and closes each
+/// connection, so bodies can be cut short. It records the request heads and
+/// stops with the test's runtime.
+async fn raw_server(answer: Answer) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let heads: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = heads.clone();
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
+            let (answer, log) = (answer.clone(), log.clone());
             tokio::spawn(async move {
                 let mut request = Vec::new();
                 let mut buf = [0u8; 1024];
@@ -161,22 +168,63 @@ async fn truncating_server(declared: usize, sent: usize) -> String {
                         Ok(n) => request.extend_from_slice(&buf[..n]),
                     }
                 }
-                let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {declared}\r\nContent-Type: application/gzip\r\n\r\n"
-                );
-                let _ = socket.write_all(head.as_bytes()).await;
-                let _ = socket.write_all(&vec![b'x'; sent]).await;
+                let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                let index = {
+                    let mut log = log.lock().unwrap();
+                    log.push(head.clone());
+                    log.len() - 1
+                };
+                let _ = socket.write_all(&answer(index, &head)).await;
                 let _ = socket.shutdown().await;
             });
         }
     });
-    format!("http://{addr}")
+    (format!("http://{addr}"), heads)
+}
+
+fn response(status: &str, headers: &[(&str, String)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {status}\r\n");
+    for (name, value) in headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// Announces `declared` bytes, sends `sent` of them and hangs up, every time.
+async fn truncating_server(declared: usize, sent: usize) -> (String, Arc<Mutex<Vec<String>>>) {
+    raw_server(Arc::new(move |_, _| {
+        response(
+            "200 OK",
+            &[("Content-Length", declared.to_string())],
+            &vec![b'x'; sent],
+        )
+    }))
+    .await
+}
+
+/// The bytes of a test object.
+fn object(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 241) as u8).collect()
+}
+
+/// The `bytes=N-` start of a request head's Range header.
+fn range_start(head: &str) -> Option<usize> {
+    let line = head.lines().find(|l| l.starts_with("range:"))?;
+    line.split("bytes=")
+        .nth(1)?
+        .trim()
+        .trim_end_matches('-')
+        .parse()
+        .ok()
 }
 
 #[tokio::test]
 async fn a_truncated_body_fails_and_leaves_no_final_and_no_temp_file() {
-    let base = truncating_server(100_000, 4_000).await;
-    let (client, _) = client();
+    let (base, heads) = truncating_server(100_000, 4_000).await;
+    let (client, sleeper) = client();
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("object.gz");
 
@@ -199,16 +247,26 @@ async fn a_truncated_body_fails_and_leaves_no_final_and_no_temp_file() {
         "left behind: {:?}",
         entries(dir.path())
     );
+    assert_eq!(
+        heads.lock().unwrap().len(),
+        4,
+        "the first try and three resumes"
+    );
+    assert_eq!(sleeper.sleeps().len(), 3);
 }
 
 #[tokio::test]
 async fn a_truncated_body_is_a_read_error_when_streaming() {
-    let base = truncating_server(10_000, 1_000).await;
+    let (base, heads) = truncating_server(10_000, 1_000).await;
     let (client, _) = client();
-    let err = read_all(&Download::presigned(format!("{base}/o")), &client)
-        .await
-        .unwrap_err();
+    let download = Download::presigned(format!("{base}/o")).max_resumes(0);
+    let err = read_all(&download, &client).await.unwrap_err();
     assert!(matches!(err, Error::Download { .. }), "{err}");
+    assert_eq!(
+        heads.lock().unwrap().len(),
+        1,
+        "no resume when max_resumes is 0"
+    );
 }
 
 #[tokio::test]
@@ -423,4 +481,97 @@ async fn corrupt_gzip_is_a_download_error() {
         matches!(&err, Error::Download { message, .. } if message.contains("decoded")),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_broken_transfer_is_resumed_with_a_range_request() {
+    let data = Arc::new(object(50_000));
+    let served = data.clone();
+    let (base, heads) = raw_server(Arc::new(move |_, head| {
+        let total = served.len();
+        let etag = ("ETag", "\"v1\"".to_string());
+        match range_start(head) {
+            None => response(
+                "200 OK",
+                &[("Content-Length", total.to_string()), etag],
+                &served[..20_000],
+            ),
+            Some(from) => response(
+                "206 Partial Content",
+                &[
+                    ("Content-Length", (total - from).to_string()),
+                    (
+                        "Content-Range",
+                        format!("bytes {from}-{}/{total}", total - 1),
+                    ),
+                    etag,
+                ],
+                &served[from..],
+            ),
+        }
+    }))
+    .await;
+    let (client, sleeper) = client();
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("object");
+    let progress: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let log = progress.clone();
+    let saved = Download::presigned(format!("{base}/object?sig=s"))
+        .progress(move |p| log.lock().unwrap().push(p.bytes))
+        .to_file(&client, &dest)
+        .await
+        .unwrap();
+
+    assert_eq!(saved.bytes, 50_000);
+    assert_eq!(std::fs::read(&dest).unwrap(), *data);
+    assert_eq!(entries(dir.path()), ["object"]);
+    let heads = heads.lock().unwrap();
+    assert_eq!(heads.len(), 2);
+    assert_eq!(range_start(&heads[1]), Some(20_000));
+    assert!(heads[1].contains("if-range: \"v1\""), "{}", heads[1]);
+    assert_eq!(sleeper.sleeps().len(), 1);
+    let progress = progress.lock().unwrap();
+    assert!(progress.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(progress.last(), Some(&50_000));
+}
+
+#[tokio::test]
+async fn a_server_ignoring_range_is_read_past_the_bytes_already_received() {
+    let data = Arc::new(object(30_000));
+    let served = data.clone();
+    let (base, heads) = raw_server(Arc::new(move |n, _| {
+        let cut = if n == 0 { 12_345 } else { served.len() };
+        let length = ("Content-Length", served.len().to_string());
+        response("200 OK", &[length], &served[..cut])
+    }))
+    .await;
+    let (client, _) = client();
+    let body = read_all(&Download::presigned(format!("{base}/o")), &client)
+        .await
+        .unwrap();
+    assert_eq!(body, *data);
+    assert_eq!(heads.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn an_object_that_changed_while_resuming_fails_without_leaving_files() {
+    let (base, _) = raw_server(Arc::new(move |n, _| {
+        let headers = [
+            ("Content-Length", "1000".to_string()),
+            ("ETag", format!("\"v{n}\"")),
+        ];
+        response("200 OK", &headers, &[1u8; 300])
+    }))
+    .await;
+    let (client, _) = client();
+    let dir = tempfile::tempdir().unwrap();
+    let err = Download::presigned(format!("{base}/o"))
+        .to_file(&client, dir.path().join("o"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Download { message, .. } if message.contains("changed")),
+        "{err}"
+    );
+    assert!(entries(dir.path()).is_empty());
 }

@@ -4,11 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use futures::StreamExt;
 use tempfile::NamedTempFile;
 use tokio::io::{AsyncWriteExt, BufWriter};
 
-use super::checked::CheckedBody;
+use super::body::Body;
 use crate::{Error, Result};
 
 /// Write buffer: big enough that a blocking write is not issued per
@@ -28,7 +27,7 @@ pub struct SavedFile {
 /// Streams `body` into `dest` atomically. The temporary file is a
 /// [`NamedTempFile`], deleted when dropped, so every early return (and a
 /// cancelled future) removes it.
-pub(crate) async fn save_atomically(mut body: CheckedBody, dest: &Path) -> Result<SavedFile> {
+pub(crate) async fn save_atomically(mut body: Body, dest: &Path) -> Result<SavedFile> {
     let dir = parent_dir(dest);
     let temp = create_temp(&dir, dest)?;
     let handle = temp
@@ -38,7 +37,7 @@ pub(crate) async fn save_atomically(mut body: CheckedBody, dest: &Path) -> Resul
     let mut out = BufWriter::with_capacity(WRITE_BUFFER, tokio::fs::File::from_std(handle));
 
     let mut bytes: u64 = 0;
-    while let Some(chunk) = body.next().await {
+    while let Some(chunk) = body.next_chunk().await {
         let chunk = chunk?;
         out.write_all(&chunk)
             .await

@@ -11,9 +11,11 @@
 //!
 //! Every request goes through [`HttpClient::send`], so connection failures,
 //! 5xx and 429 answers are retried by the core retry loop. A body that breaks
-//! off midway or is shorter (or longer) than its `Content-Length` is an
-//! [`Error::Download`]; [`Download::to_file`] then leaves neither the final
-//! file nor its temporary file behind.
+//! off midway (or ends short of its `Content-Length`) is resumed with a
+//! `Range` request a few times ([`Download::max_resumes`]); when that does not
+//! help, or the body is longer than declared or not the expected size, the
+//! download fails with [`Error::Download`] and [`Download::to_file`] leaves
+//! neither the final file nor its temporary file behind.
 //!
 //! ```no_run
 //! use client_core::download::Download;
@@ -43,7 +45,7 @@
 //! # Ok(()) }
 //! ```
 
-mod checked;
+mod body;
 mod file;
 mod reader;
 
@@ -63,6 +65,9 @@ use crate::{Error, Result};
 
 /// How many times an expired URL is re-resolved by default.
 pub const DEFAULT_MAX_REFRESHES: u32 = 3;
+
+/// How many times a broken transfer is resumed by default.
+pub const DEFAULT_MAX_RESUMES: u32 = 3;
 
 /// How far a download has got, passed to the progress callback after every
 /// chunk received.
@@ -88,6 +93,7 @@ pub struct Download {
     refresh: Option<RefreshFn>,
     max_refreshes: u32,
     expected_size: Option<u64>,
+    max_resumes: u32,
     progress: Option<ProgressFn>,
     gzip: bool,
     max_decompressed: Option<u64>,
@@ -104,6 +110,7 @@ impl Download {
             refresh: None,
             max_refreshes: DEFAULT_MAX_REFRESHES,
             expected_size: None,
+            max_resumes: DEFAULT_MAX_RESUMES,
             progress: None,
             gzip: false,
             max_decompressed: None,
@@ -148,6 +155,18 @@ impl Download {
         self
     }
 
+    /// How many times a transfer that broke off (or ended short of its
+    /// `Content-Length`) is resumed with a `Range: bytes=<received>-`
+    /// request, after the client's retry backoff (default
+    /// [`DEFAULT_MAX_RESUMES`]; 0 fails at the first break). The resumed
+    /// response must continue the same object (`Content-Range` start and
+    /// size, `If-Range` with the `ETag`); a server that ignores `Range` and
+    /// starts over is read past the bytes already received.
+    pub fn max_resumes(mut self, max: u32) -> Self {
+        self.max_resumes = max;
+        self
+    }
+
     /// Called with the bytes received so far after every chunk. Keep it
     /// cheap (update a progress bar, send on a channel with `try_send`).
     pub fn progress(mut self, callback: impl Fn(Progress) + Send + Sync + 'static) -> Self {
@@ -176,8 +195,7 @@ impl Download {
     /// error, including dropping the future, the temporary file is removed
     /// and `dest` is untouched. The raw bytes are saved (no gzip decoding).
     pub async fn to_file(&self, client: &HttpClient, dest: impl AsRef<Path>) -> Result<SavedFile> {
-        let response = self.fetch(client).await?;
-        let body = self.checked_body(response);
+        let body = body::Body::start(client, self).await?;
         file::save_atomically(body, dest.as_ref()).await
     }
 
@@ -186,20 +204,30 @@ impl Download {
     /// [`max_decompressed_bytes`](Self::max_decompressed_bytes). Read errors
     /// are `io::Error`s wrapping an [`Error`]; [`error_from_io`] recovers it.
     pub async fn open(&self, client: &HttpClient) -> Result<DownloadReader> {
-        let response = self.fetch(client).await?;
-        let body = self.checked_body(response);
+        let body = body::Body::start(client, self).await?;
         Ok(DownloadReader::new(body, self.gzip, self.max_decompressed))
     }
 
-    /// Sends the GET, re-resolving an expired URL up to `max_refreshes`
-    /// times, and returns the successful response with its body unread.
-    async fn fetch(&self, client: &HttpClient) -> Result<Response> {
+    /// Sends the GET (from byte `range.0` on, with `If-Range: range.1`),
+    /// re-resolving an expired URL up to `max_refreshes` times, and returns
+    /// the successful response with its body unread.
+    async fn fetch(
+        &self,
+        client: &HttpClient,
+        range: Option<(u64, Option<&str>)>,
+    ) -> Result<Response> {
         let mut url = self.url.clone();
         let mut refreshes = 0;
         loop {
             let mut request = Request::get(url.as_str());
             if !self.authenticated {
                 request = request.without_auth();
+            }
+            if let Some((from, etag)) = range {
+                request = request.header("range", format!("bytes={from}-"));
+                if let Some(etag) = etag {
+                    request = request.header("if-range", etag);
+                }
             }
             let error = match client.send(request).await {
                 Ok(response) => return Ok(response),
@@ -217,10 +245,6 @@ impl Download {
             url = refresh().await?;
         }
     }
-
-    fn checked_body(&self, response: Response) -> checked::CheckedBody {
-        checked::CheckedBody::new(response, self.expected_size, self.progress.clone())
-    }
 }
 
 impl fmt::Debug for Download {
@@ -231,6 +255,7 @@ impl fmt::Debug for Download {
             .field("re_resolvable", &self.refresh.is_some())
             .field("max_refreshes", &self.max_refreshes)
             .field("expected_size", &self.expected_size)
+            .field("max_resumes", &self.max_resumes)
             .field("gzip", &self.gzip)
             .field("max_decompressed", &self.max_decompressed)
             .finish_non_exhaustive()

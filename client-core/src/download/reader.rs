@@ -11,7 +11,7 @@ use futures::TryStreamExt;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio_util::io::StreamReader;
 
-use super::checked::CheckedBody;
+use super::body::Body;
 use crate::Error;
 
 /// The body of a [`Download`](super::Download), readable with tokio's
@@ -29,9 +29,9 @@ pub struct DownloadReader {
 }
 
 impl DownloadReader {
-    pub(crate) fn new(body: CheckedBody, gzip: bool, limit: Option<u64>) -> Self {
+    pub(crate) fn new(body: Body, gzip: bool, limit: Option<u64>) -> Self {
         let url = body.url().to_string();
-        let raw = StreamReader::new(body.map_err(io::Error::other));
+        let raw = StreamReader::new(body.into_stream().map_err(io::Error::other));
         let inner: Pin<Box<dyn AsyncRead + Send>> = if gzip {
             let mut decoder = GzipDecoder::new(raw);
             // Without this only the first member of a concatenated .gz is
