@@ -239,11 +239,17 @@ impl Client {
     /// # Errors
     /// A configuration error naming every missing variable.
     pub fn from_env() -> Result<Client> {
-        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        Self::builder_from_env()?.build()
     }
 
-    /// Like [`Client::from_env`], reading variables through `lookup`.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Client> {
+    /// A builder filled from the `LD_*` variables, to adjust before
+    /// building (e.g. [`ClientBuilder::strict_transitions`]).
+    pub fn builder_from_env() -> Result<ClientBuilder> {
+        Self::builder_from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Like [`Client::builder_from_env`], reading variables through `lookup`.
+    pub fn builder_from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<ClientBuilder> {
         let values: Vec<Option<String>> = ENV_VARS.iter().map(|n| lookup(n)).collect();
         let missing: Vec<&str> = ENV_VARS
             .iter()
@@ -261,12 +267,11 @@ impl Client {
         let mut next = || v.next().unwrap_or_default();
         let (base, id, secret, user, password, community) =
             (next(), next(), next(), next(), next(), next());
-        Client::builder()
+        Ok(Client::builder()
             .base_url(base)
             .client(id, SecretString::from(secret))
             .user(user, SecretString::from(password))
-            .community(community)
-            .build()
+            .community(community))
     }
 
     /// Starts an import: a multipart upload streamed from the file (or

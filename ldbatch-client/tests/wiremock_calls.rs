@@ -575,3 +575,21 @@ async fn failed_download_leaves_nothing_behind() {
         .unwrap();
     assert!(dl.headers.contains_key("authorization"));
 }
+
+#[test]
+fn env_lookup_names_every_missing_variable() {
+    let err =
+        Client::builder_from_lookup(|n| (n == "LD_BASE_URL").then(|| "https://x".to_string()))
+            .unwrap_err();
+    let msg = err.to_string();
+    for var in [
+        "LD_CLIENT_ID",
+        "LD_CLIENT_SECRET",
+        "LD_USERNAME",
+        "LD_PASSWORD",
+        "LD_COMMUNITY",
+    ] {
+        assert!(msg.contains(var), "{msg}");
+    }
+    assert!(!msg.contains("LD_BASE_URL"));
+}

@@ -253,7 +253,13 @@ impl Client {
     /// # Errors
     /// A configuration error naming every missing variable.
     pub fn from_env() -> Result<Client> {
-        Self::builder_from_lookup(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))?.build()
+        Self::builder_from_env()?.build()
+    }
+
+    /// A builder filled from the `TOUCAN_*` variables, to adjust before
+    /// building (e.g. [`ClientBuilder::auth_mode`]).
+    pub fn builder_from_env() -> Result<ClientBuilder> {
+        Self::builder_from_lookup(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
     }
 
     /// A builder filled from variables read through `lookup` (see
