@@ -637,3 +637,32 @@ async fn requests_without_auth_never_carry_authorization() {
     assert_eq!(authorization(presigned[0]), None);
     assert_eq!(issued.load(Ordering::SeqCst), 0, "no token is even fetched");
 }
+
+#[tokio::test]
+async fn the_clients_credentials_never_go_to_another_host() {
+    let api = MockServer::start().await;
+    let issued = mount_tokens(&api, 3600).await;
+    let elsewhere = MockServer::start().await;
+    Mock::given(path("/file"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&elsewhere)
+        .await;
+    let rig = Rig::new();
+    let bearer = rig
+        .builder(&api.uri())
+        .auth(Auth::bearer(dap_cache(&api, &rig)))
+        .build()
+        .unwrap();
+    let basic = rig.builder(&api.uri()).basic(creds()).build().unwrap();
+    for client in [bearer, basic] {
+        // no without_auth(): the origin check alone keeps the credentials home
+        client
+            .send(Request::get(format!("{}/file", elsewhere.uri())))
+            .await
+            .unwrap();
+    }
+    let got = elsewhere.received_requests().await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|r| authorization(r).is_none()));
+    assert_eq!(issued.load(Ordering::SeqCst), 0);
+}

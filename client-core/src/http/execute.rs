@@ -31,14 +31,19 @@ impl HttpClient {
     /// says); connect failures always; timeouts and interrupted connections
     /// only for idempotent requests. A `401` on a bearer request invalidates
     /// the token and is retried once; a second `401` is [`Error::Auth`], as
-    /// is a `401` to the client's Basic credentials. Transport failures that outlast the
-    /// budget are [`Error::RetriesExhausted`] (or [`Error::Transport`] if
-    /// only one attempt was made).
+    /// is a `401` to the client's Basic credentials. Transport failures that
+    /// outlast the budget are [`Error::RetriesExhausted`] (or
+    /// [`Error::Transport`] if only one attempt was made).
+    ///
+    /// The client's credentials go only to the origin of its base URL; a
+    /// request to another host (a pre-signed URL, a link elsewhere) is sent
+    /// without them, as are requests marked [`Request::without_auth`].
     pub async fn execute(&self, request: Request) -> Result<Response> {
         if let Some(problem) = &request.invalid {
             return Err(Error::InvalidRequest(problem.clone()));
         }
         let url = self.request_url(&request)?;
+        let request = self.confine_credentials(request, &url);
         let policy = request.retry.as_ref().unwrap_or(&self.inner.policy);
         let started = self.inner.clock.now();
         let mut attempt: u32 = 0;
@@ -68,9 +73,13 @@ impl HttpClient {
     /// the server's message, request id and `Retry-After` (wrapped in
     /// [`Error::RetriesExhausted`] when the retry budget ran out on it).
     pub async fn send(&self, request: Request) -> Result<Response> {
-        let accepts: Vec<u16> = (100..600).filter(|s| request.accepts(*s)).collect();
+        let expected = request.expect_status.clone();
         let response = self.execute(request).await?;
-        if accepts.contains(&response.status()) {
+        let accepted = match &expected {
+            Some(statuses) => statuses.contains(&response.status()),
+            None => response.is_success(),
+        };
+        if accepted {
             return Ok(response);
         }
         Err(response.into_api_error().await)
@@ -87,6 +96,23 @@ impl HttpClient {
             url.query_pairs_mut().extend_pairs(request.query.iter());
         }
         Ok(url)
+    }
+
+    /// The client's credentials are only for its own origin (scheme, host
+    /// and port of the base URL): a request to any other host, such as a
+    /// pre-signed storage URL or an absolute link elsewhere, is sent without
+    /// them. Explicit [`Request::basic_auth`] is kept.
+    fn confine_credentials(&self, mut request: Request, url: &Url) -> Request {
+        if let (RequestAuth::Client, Some(base)) = (&request.auth, &self.inner.base)
+            && base.origin() != url.origin()
+        {
+            tracing::debug!(
+                url = %redact_url(url.as_str()),
+                "request to another origin than the base URL: sent without the client's credentials"
+            );
+            request.auth = RequestAuth::None;
+        }
+        request
     }
 
     /// Whether the client's own credentials went out with the request; a

@@ -252,14 +252,6 @@ impl Request {
             .unwrap_or_else(|| self.method.is_idempotent())
     }
 
-    /// Whether `status` counts as success for [`send`](super::HttpClient::send).
-    pub(crate) fn accepts(&self, status: u16) -> bool {
-        match &self.expect_status {
-            Some(list) => list.contains(&status),
-            None => (200..300).contains(&status),
-        }
-    }
-
     fn fail(&mut self, message: String) {
         self.invalid.get_or_insert(message);
     }
