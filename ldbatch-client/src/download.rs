@@ -2,9 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use client_core::http::Request;
-use futures::StreamExt;
-use tokio::io::AsyncWriteExt;
+use client_core::download::Download;
 use url::Url;
 
 use crate::client::Client;
@@ -15,8 +13,8 @@ impl Client {
     /// Downloads every result file of a completed export job into `dir`
     /// and returns the paths written, in link order.
     ///
-    /// Each file is streamed to a hidden temporary file in `dir`, synced,
-    /// and renamed into place only when complete, so an interrupted
+    /// Each file is streamed to disk by the core downloader (temporary
+    /// file, sync, rename; broken transfers resumed), so an interrupted
     /// download leaves nothing behind. The bearer token is sent only to
     /// links on the service's own origin, never to pre-signed or other hosts.
     ///
@@ -51,18 +49,16 @@ impl Client {
     }
 
     async fn download_one(&self, link: &str, dest: &Path) -> Result<()> {
-        let mut request = Request::get(link);
-        if !self.same_origin(link) {
-            request = request.without_auth();
-        }
-        let response = self.http().send(request).await?;
-        let tmp = temp_path(dest);
-        let outcome = write_stream(response.bytes_stream(), &tmp, dest).await;
-        if outcome.is_err() {
-            // Never leave a partial file behind.
-            let _ = tokio::fs::remove_file(&tmp).await;
-        }
-        outcome
+        // The token goes only to the service's own origin; any other link
+        // is treated as pre-signed (its query is the credential).
+        let download = if self.same_origin(link) {
+            Download::authenticated(link)
+        } else {
+            Download::presigned(link)
+        };
+        let saved = download.to_file(self.http(), dest).await?;
+        tracing::info!(path = %saved.path.display(), bytes = saved.bytes, "downloaded LD export results");
+        Ok(())
     }
 
     fn same_origin(&self, link: &str) -> bool {
@@ -73,38 +69,6 @@ impl Client {
             && base.host_str() == url.host_str()
             && base.port_or_known_default() == url.port_or_known_default()
     }
-}
-
-async fn write_stream(
-    mut body: futures::stream::BoxStream<'static, client_core::Result<bytes::Bytes>>,
-    tmp: &Path,
-    dest: &Path,
-) -> Result<()> {
-    let io = |what: &str, p: &Path, e| client_core::Error::io(format!("{what} {}", p.display()), e);
-    let mut file = tokio::fs::File::create(tmp)
-        .await
-        .map_err(|e| io("cannot create", tmp, e))?;
-    while let Some(chunk) = body.next().await {
-        file.write_all(&chunk?)
-            .await
-            .map_err(|e| io("cannot write", tmp, e))?;
-    }
-    file.sync_all()
-        .await
-        .map_err(|e| io("cannot sync", tmp, e))?;
-    drop(file);
-    tokio::fs::rename(tmp, dest)
-        .await
-        .map_err(|e| io("cannot move the download to", dest, e))?;
-    Ok(())
-}
-
-fn temp_path(dest: &Path) -> PathBuf {
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    dest.with_file_name(format!(".{name}.part"))
 }
 
 /// The link's last path segment when it is a plain file name; otherwise
