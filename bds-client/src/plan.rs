@@ -69,11 +69,11 @@ impl TableState {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PlanOptions {
-    /// The longest time between two consecutive differentials. When the last
-    /// applied differential is no longer listed, the first newer one is taken
-    /// as its direct successor only if it is at most this much newer.
-    /// `None` (the default) trusts nothing: the chain is proven only while a
-    /// differential at or before the watermark is still listed.
+    /// The longest time between two consecutive differentials; a longer step
+    /// is a hole (expired or missing differentials). `None` (the default)
+    /// infers it from the listing: 1.5 times the median step. With fewer than
+    /// two differentials listed and no value set, the chain is proven only by
+    /// a differential listed at or before the table's data.
     pub max_differential_gap: Option<Duration>,
     /// Rebuild the table from a full whenever a full newer than the table's
     /// data is listed (confirms hard deletes, costs a full download).
@@ -182,6 +182,9 @@ pub struct Plan {
     /// Set when the plan stops early because a needed extract is temporarily
     /// unavailable; run again later to continue from there.
     pub stopped_before: Option<Extract>,
+    /// Set when the plan stops at a hole in the listed differentials; a
+    /// later run rebuilds from the next full that is newer than the hole.
+    pub gap: Option<Gap>,
     /// Listed extracts that were ignored: unknown type or no date.
     pub ignored: usize,
 }
@@ -197,11 +200,12 @@ impl Plan {
 /// extract the server lists for the data set (both variants, any order,
 /// duplicates allowed). Pure: no I/O.
 pub fn plan(state: &TableState, available: &[Extract], options: &PlanOptions) -> Plan {
-    let listing = Listing::new(available);
+    let listing = Listing::new(available, options);
     let (kind, baseline) = decide(state, &listing, options);
     let mut steps = Vec::new();
     let mut stopped_before = None;
-    let from = match baseline {
+    let mut gap = None;
+    let anchor = match baseline {
         Some(full) => {
             steps.push(PlanStep {
                 extract: full.clone(),
@@ -211,8 +215,13 @@ pub fn plan(state: &TableState, available: &[Extract], options: &PlanOptions) ->
         }
         None => state.watermark(),
     };
-    if !matches!(kind, PlanKind::FullNeeded(_) | PlanKind::UpToDate) {
-        for diff in listing.differentials_after(from) {
+    if let (false, Some(anchor)) = (
+        matches!(kind, PlanKind::FullNeeded(_) | PlanKind::UpToDate),
+        anchor,
+    ) {
+        let chain = listing.chain_after(anchor);
+        gap = chain.gap;
+        for diff in chain.differentials {
             if !diff.is_downloadable() {
                 stopped_before = Some(diff.clone());
                 break;
@@ -227,6 +236,7 @@ pub fn plan(state: &TableState, available: &[Extract], options: &PlanOptions) ->
         kind,
         steps,
         stopped_before,
+        gap,
         ignored: listing.ignored,
     }
 }
@@ -255,7 +265,11 @@ fn decide<'a>(
             Some(full),
         );
     }
-    let Some(first_new) = listing.differentials_after(Some(watermark)).next() else {
+    let chain = listing.chain_after(watermark);
+    if !chain.differentials.is_empty() {
+        return (PlanKind::Incremental, None);
+    }
+    let Some(gap) = chain.gap else {
         return match newer_full {
             Some(full) if listing.differentials.is_empty() => (
                 PlanKind::Rebaseline(RebaselineReason::NewerFull),
@@ -264,21 +278,18 @@ fn decide<'a>(
             _ => (PlanKind::UpToDate, None),
         };
     };
-    if listing.chain_reaches(watermark, first_new, options) {
-        return (PlanKind::Incremental, None);
-    }
-    let oldest_available = first_new.time().unwrap_or(watermark);
+    let (applied_through, oldest_available) = (watermark, gap.next_listed);
     match newer_full {
         Some(full) => (
             PlanKind::Rebaseline(RebaselineReason::ChainBroken {
-                applied_through: watermark,
+                applied_through,
                 oldest_available,
             }),
             Some(full),
         ),
         None => (
             PlanKind::FullNeeded(FullNeeded::ChainBroken {
-                applied_through: watermark,
+                applied_through,
                 oldest_available,
                 latest_full: latest_full.and_then(Extract::time),
             }),
@@ -287,15 +298,34 @@ fn decide<'a>(
     }
 }
 
+/// A hole in the listed differentials: the ones between `after` and
+/// `next_listed` have expired (or were never listed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Gap {
+    /// The last point the chain is known to be complete to.
+    pub after: DateTime<Utc>,
+    /// The next differential listed after the hole.
+    pub next_listed: DateTime<Utc>,
+}
+
+/// The unbroken run of differentials after an anchor, and the hole that ends it.
+struct Chain<'a> {
+    differentials: Vec<&'a Extract>,
+    gap: Option<Gap>,
+}
+
 /// The listed extracts, deduplicated and sorted by time, split by type.
 struct Listing<'a> {
     fulls: Vec<&'a Extract>,
     differentials: Vec<&'a Extract>,
+    /// The longest step between consecutive differentials that is not a hole.
+    max_step: Option<Duration>,
     ignored: usize,
 }
 
 impl<'a> Listing<'a> {
-    fn new(available: &'a [Extract]) -> Self {
+    fn new(available: &'a [Extract], options: &PlanOptions) -> Self {
         let mut fulls = Vec::new();
         let mut differentials = Vec::new();
         let mut ignored = 0;
@@ -306,9 +336,14 @@ impl<'a> Listing<'a> {
                 _ => ignored += 1,
             }
         }
+        let differentials = sorted_unique(differentials);
+        let max_step = options
+            .max_differential_gap
+            .or_else(|| inferred_max_step(&differentials));
         Listing {
             fulls: sorted_unique(fulls),
-            differentials: sorted_unique(differentials),
+            differentials,
+            max_step,
             ignored,
         }
     }
@@ -328,36 +363,57 @@ impl<'a> Listing<'a> {
         }
     }
 
-    /// Differentials strictly newer than `from` (all of them if `None`), oldest first.
-    fn differentials_after(
-        &self,
-        from: Option<DateTime<Utc>>,
-    ) -> impl Iterator<Item = &'a Extract> + '_ {
-        self.differentials
-            .iter()
-            .copied()
-            .filter(move |d| from.is_none_or(|from| d.time() > Some(from)))
+    /// The differentials after `anchor` that continue the chain without a hole.
+    ///
+    /// A differential holds the changes since the previous one, so the first
+    /// one after the anchor is usable only if its predecessor is listed at or
+    /// before the anchor (the listing is a window of the newest ones) or, when
+    /// nothing that old is listed, if it is within one step of the anchor.
+    /// Every later one must follow its predecessor within one step.
+    fn chain_after(&self, anchor: DateTime<Utc>) -> Chain<'a> {
+        let time = |e: &Extract| e.time().unwrap_or(anchor);
+        let split = self.differentials.partition_point(|d| time(d) <= anchor);
+        let predecessor = split.checked_sub(1).map(|i| time(self.differentials[i]));
+        let mut differentials = Vec::new();
+        let mut previous = predecessor.unwrap_or(anchor);
+        let mut proven = predecessor.is_some();
+        for diff in &self.differentials[split..] {
+            let t = time(diff);
+            let step_ok = self.max_step.is_some_and(|max| t - previous <= max);
+            // Without a known cadence, a listed predecessor is the only proof.
+            let linked = step_ok || (proven && self.max_step.is_none());
+            if !linked {
+                return Chain {
+                    differentials,
+                    gap: Some(Gap {
+                        after: previous.max(anchor),
+                        next_listed: t,
+                    }),
+                };
+            }
+            differentials.push(*diff);
+            previous = t;
+            proven = true;
+        }
+        Chain {
+            differentials,
+            gap: None,
+        }
     }
+}
 
-    /// Whether `first_new` directly follows what was applied up to `watermark`.
-    fn chain_reaches(
-        &self,
-        watermark: DateTime<Utc>,
-        first_new: &Extract,
-        options: &PlanOptions,
-    ) -> bool {
-        // The server lists a contiguous window of the newest differentials, so
-        // one at or before the watermark proves nothing in between expired.
-        let anchored = self
-            .differentials
-            .iter()
-            .any(|d| d.time().is_some_and(|t| t <= watermark));
-        let close_enough = match (options.max_differential_gap, first_new.time()) {
-            (Some(gap), Some(t)) => t - watermark <= gap,
-            _ => false,
-        };
-        anchored || close_enough
-    }
+/// The usual cadence of the listed differentials with some slack: 1.5 times
+/// the median step. Schedules are regular (daily, hourly), so a step much
+/// longer than the median is a hole. `None` with fewer than two.
+fn inferred_max_step(differentials: &[&Extract]) -> Option<Duration> {
+    let mut steps: Vec<Duration> = differentials
+        .windows(2)
+        .filter_map(|w| Some(w[1].time()? - w[0].time()?))
+        .filter(|d| *d > Duration::zero())
+        .collect();
+    steps.sort();
+    let median = *steps.get(steps.len() / 2)?;
+    Some(median + median / 2)
 }
 
 /// Sorts by time; of several extracts with the same time keeps the best one

@@ -86,13 +86,14 @@ fn first_run_takes_the_newest_full_then_every_later_differential() {
 
 #[test]
 fn first_run_skips_an_unavailable_newest_full_for_the_previous_one() {
-    let listed = vec![full(0), full(7).with_availability(false), diff(6), diff(8)];
+    let mut listed = vec![full(0), full(7).with_availability(false)];
+    listed.extend(diffs(1..=8));
     let p = run(TableState::default(), listed);
     assert_eq!(p.kind, PlanKind::Initial);
-    assert_eq!(
-        shape(&p),
-        vec![(Replace, F, 0), (Upsert, D, 6), (Upsert, D, 8)]
-    );
+    let expected: Vec<_> = std::iter::once((Replace, F, 0))
+        .chain((1..=8).map(|d| (Upsert, D, d)))
+        .collect();
+    assert_eq!(shape(&p), expected);
 }
 
 #[test]
@@ -255,27 +256,92 @@ fn a_newer_full_without_new_differentials_is_not_needed() {
 }
 
 #[test]
-fn the_gap_tolerance_accepts_a_direct_successor_only() {
+fn the_cadence_decides_whether_an_unlisted_predecessor_was_the_last_applied() {
     // Differential 3 was applied and has since left the listing.
     let listed = diffs(4..=6);
-    let strict = run(state(Some(0), Some(3)), listed.clone());
-    assert!(matches!(
-        strict.kind,
-        PlanKind::FullNeeded(FullNeeded::ChainBroken { .. })
-    ));
-
-    let tolerant = PlanOptions::default().max_differential_gap(Duration::hours(36));
-    let p = plan(&state(Some(0), Some(3)), &listed, &tolerant);
-    assert_eq!(p.kind, PlanKind::Incremental);
+    let p = run(state(Some(0), Some(3)), listed.clone());
+    assert_eq!(
+        p.kind,
+        PlanKind::Incremental,
+        "daily cadence: day 4 follows day 3"
+    );
     assert_eq!(
         shape(&p),
         vec![(Upsert, D, 4), (Upsert, D, 5), (Upsert, D, 6)]
     );
 
-    let p = plan(&state(Some(0), Some(1)), &listed, &tolerant);
+    let p = run(state(Some(0), Some(1)), listed.clone());
+    assert!(
+        matches!(p.kind, PlanKind::FullNeeded(FullNeeded::ChainBroken { .. })),
+        "days 2 and 3 are missing"
+    );
+
+    let hourly = PlanOptions::default().max_differential_gap(Duration::hours(2));
+    let p = plan(&state(Some(0), Some(3)), &listed, &hourly);
     assert!(
         matches!(p.kind, PlanKind::FullNeeded(_)),
-        "days 2 and 3 are missing"
+        "with an hourly cadence a day is a hole"
+    );
+}
+
+#[test]
+fn a_single_unanchored_differential_is_not_trusted() {
+    let p = run(state(Some(0), Some(3)), vec![diff(4)]);
+    assert!(matches!(p.kind, PlanKind::FullNeeded(_)));
+    let p = run(state(Some(0), Some(3)), vec![diff(3), diff(4)]);
+    assert_eq!(
+        shape(&p),
+        vec![(Upsert, D, 4)],
+        "anchored by the listed predecessor"
+    );
+}
+
+#[test]
+fn a_hole_inside_the_listing_is_found() {
+    // Applied through 7; 8 and 9 expired although older ones are still listed.
+    let mut listed: Vec<_> = (1..=7).chain(10..=12).map(diff).collect();
+    listed.extend([full(0), full(7)]);
+    let p = run(state(Some(0), Some(7)), listed.clone());
+    assert!(
+        matches!(
+            p.kind,
+            PlanKind::Rebaseline(RebaselineReason::ChainBroken { .. })
+        ),
+        "{:?}",
+        p.kind
+    );
+    assert_eq!(
+        shape(&p),
+        vec![(Replace, F, 7)],
+        "the full, but no differential across the hole"
+    );
+    assert_eq!(
+        p.gap,
+        Some(Gap {
+            after: day(7),
+            next_listed: day(10)
+        })
+    );
+
+    // A first run stops at the hole too: consistent as of day 3.
+    let mut listed: Vec<_> = (1..=3).chain(6..=8).map(diff).collect();
+    listed.push(full(0));
+    let p = run(TableState::default(), listed);
+    assert_eq!(
+        shape(&p),
+        vec![
+            (Replace, F, 0),
+            (Upsert, D, 1),
+            (Upsert, D, 2),
+            (Upsert, D, 3)
+        ]
+    );
+    assert_eq!(
+        p.gap,
+        Some(Gap {
+            after: day(3),
+            next_listed: day(6)
+        })
     );
 }
 
@@ -297,9 +363,15 @@ fn undated_and_unknown_extracts_are_ignored_and_counted() {
     let mut undated = diff(5);
     undated.queued_for_processing_date = None;
     let odd = Extract::new("x", BdsType::Unknown("Hourly".into()), day(6));
-    let p = run(TableState::default(), vec![full(0), undated, odd, diff(1)]);
+    let p = run(
+        TableState::default(),
+        vec![full(0), undated, odd, diff(1), diff(2)],
+    );
     assert_eq!(p.ignored, 2);
-    assert_eq!(shape(&p), vec![(Replace, F, 0), (Upsert, D, 1)]);
+    assert_eq!(
+        shape(&p),
+        vec![(Replace, F, 0), (Upsert, D, 1), (Upsert, D, 2)]
+    );
 }
 
 #[test]
@@ -375,6 +447,10 @@ mod properties {
                 prop_assert!(
                     matches!(p.kind, PlanKind::UpToDate | PlanKind::FullNeeded(_)) || p.stopped_before.is_some()
                 );
+            }
+            // Consecutive differentials never straddle a step the planner calls a hole.
+            if let Some(gap) = p.gap {
+                prop_assert!(times.iter().all(|t| *t <= gap.after || *t < gap.next_listed));
             }
         }
     }
