@@ -2,22 +2,23 @@
 //!
 //! A service returns a list one page at a time, each page carrying the
 //! absolute URL of the next one (or `null` at the end). [`paginate`] turns a
-//! first URL and an async page-fetch function into a [`Stream`] of items.
-//! The two envelopes the services use deserialize into
+//! first URL and an async page-fetch function into a [`Stream`] of items;
+//! [`paginate_json`] does the fetching with an [`HttpClient`] and one of the
+//! envelopes. The two envelopes the services use deserialize into
 //! [`NextPageUrlPage`] and [`ObjectListPage`], both convertible into
 //! [`Page`].
 //!
 //! ```no_run
 //! use futures::TryStreamExt;
-//! use client_core::paging::{paginate, ObjectListPage, Page};
+//! use client_core::http::HttpClient;
+//! use client_core::paging::{paginate_json, ObjectListPage};
 //!
-//! # async fn get_json(url: String) -> client_core::Result<ObjectListPage<String>> { unimplemented!() }
-//! # async fn demo() -> client_core::Result<()> {
-//! let names: Vec<String> = paginate("https://lms.example/d2l/api/lp/1.43/datasets/bds", |url| async move {
-//!     Ok::<Page<String>, client_core::Error>(get_json(url).await?.into())
-//! })
-//! .try_collect()
-//! .await?;
+//! # async fn demo(client: HttpClient) -> client_core::Result<()> {
+//! let schemas: Vec<serde_json::Value> =
+//!     paginate_json::<ObjectListPage<serde_json::Value>, _>(&client, "/d2l/api/lp/1.43/datasets/bds")
+//!         .try_collect()
+//!         .await?;
+//! # drop(schemas);
 //! # Ok(()) }
 //! ```
 
@@ -25,9 +26,13 @@ use std::collections::VecDeque;
 use std::future::Future;
 
 use futures::Stream;
+use futures::future::Either;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
+use url::Url;
 
 use crate::error::{Error, redact_url};
+use crate::http::{HttpClient, Request};
 
 /// One page of a list: its items and the absolute URL of the next page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +102,56 @@ where
             cursor.next = page.next;
         }
     })
+}
+
+/// A stream of every item of every page, fetched with `client` (and its
+/// credentials) and decoded from the envelope `P`.
+///
+/// `first` is a path below the client's base URL or an absolute URL. Next
+/// links are resolved against the first page's URL and must stay on its
+/// scheme, host and port: a link to another origin ends the stream with
+/// [`Error::InvalidRequest`] instead of sending the client's credentials
+/// there. Errors end the stream as in [`paginate`].
+pub fn paginate_json<P, T>(
+    client: &HttpClient,
+    first: &str,
+) -> impl Stream<Item = Result<T, Error>> + Send + 'static
+where
+    P: DeserializeOwned + Into<Page<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let first = match client.resolve(first) {
+        Ok(url) => url,
+        Err(e) => return Either::Left(futures::stream::once(async move { Err(e) })),
+    };
+    let client = client.clone();
+    Either::Right(paginate(first.to_string(), move |link: String| {
+        let client = client.clone();
+        let first = first.clone();
+        async move {
+            let url = same_origin_link(&first, &link)?;
+            let page: P = client.send_json(Request::get(url.as_str())).await?;
+            Ok(page.into())
+        }
+    }))
+}
+
+/// `link` resolved against `first`, if it is on the same origin.
+fn same_origin_link(first: &Url, link: &str) -> Result<Url, Error> {
+    let url = first.join(link).map_err(|e| {
+        Error::InvalidRequest(format!(
+            "next-page link {:?} is not a valid URL: {e}",
+            redact_url(link)
+        ))
+    })?;
+    if url.origin() != first.origin() {
+        return Err(Error::InvalidRequest(format!(
+            "the next-page link {} leaves {}; not sending the client's credentials to another host",
+            redact_url(url.as_str()),
+            first.origin().ascii_serialization()
+        )));
+    }
+    Ok(url)
 }
 
 struct Cursor<T, F> {

@@ -176,3 +176,87 @@ async fn object_list_envelope_over_http() {
     .unwrap();
     assert_eq!(ids, [1, 2, 3]);
 }
+
+fn bearer_client(base: &str) -> client_core::http::HttpClient {
+    use client_core::auth::StaticToken;
+    client_core::http::HttpClient::builder()
+        .base_url(base)
+        .bearer(Arc::new(StaticToken::new(client_core::SecretString::from(
+            "tok",
+        ))))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn paginate_json_follows_absolute_and_relative_links_with_credentials() {
+    use client_core::paging::paginate_json;
+    let server = MockServer::start().await;
+    let second = format!("{}/d2l/api/lp/1.43/datasets/bds?bookmark=2", server.uri());
+    Mock::given(path("/d2l/api/lp/1.43/datasets/bds"))
+        .and(query_param("bookmark", "2"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({ "Objects": [3], "Next": "bds?bookmark=3" })),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(path("/d2l/api/lp/1.43/datasets/bds"))
+        .and(query_param("bookmark", "3"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({ "Objects": [4], "Next": null })),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(path("/d2l/api/lp/1.43/datasets/bds"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({ "Objects": [1, 2], "Next": second })),
+        )
+        .mount(&server)
+        .await;
+
+    let client = bearer_client(&server.uri());
+    let ids: Vec<u32> =
+        paginate_json::<ObjectListPage<u32>, _>(&client, "/d2l/api/lp/1.43/datasets/bds")
+            .try_collect()
+            .await
+            .unwrap();
+    assert_eq!(ids, [1, 2, 3, 4]);
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 3);
+    assert!(requests.iter().all(|r| {
+        r.headers
+            .get("authorization")
+            .is_some_and(|v| v == "Bearer tok")
+    }));
+}
+
+#[tokio::test]
+async fn paginate_json_refuses_a_next_link_to_another_host() {
+    use client_core::paging::paginate_json;
+    let server = MockServer::start().await;
+    let elsewhere = MockServer::start().await;
+    Mock::given(path("/list"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "Objects": [1], "Next": format!("{}/list?page=2&sig=secret", elsewhere.uri())
+        })))
+        .mount(&server)
+        .await;
+
+    let client = bearer_client(&server.uri());
+    let results: Vec<Result<u32, Error>> =
+        paginate_json::<ObjectListPage<u32>, _>(&client, "/list")
+            .collect()
+            .await;
+    assert_eq!(results.len(), 2);
+    assert_eq!(*results[0].as_ref().unwrap(), 1);
+    let err = results[1].as_ref().unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidRequest(m) if m.contains("another host")),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("secret"), "{err}");
+    assert!(elsewhere.received_requests().await.unwrap().is_empty());
+}
