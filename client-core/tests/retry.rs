@@ -441,3 +441,106 @@ async fn a_request_can_opt_out_of_retries() {
     assert_eq!(response.status(), 503);
     assert_eq!(requests(&server).await.len(), 1);
 }
+
+/// Collects formatted `tracing` output.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn each_retry_is_logged_once_with_a_redacted_url_and_no_token() {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(move || sink.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = MockServer::start().await;
+    Mock::given(path("/r"))
+        .respond_with(ResponseTemplate::new(503).insert_header("retry-after", "4"))
+        .up_to_n_times(2)
+        .mount(&server)
+        .await;
+    Mock::given(path("/r"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let rig = Rig::new();
+    let client = rig
+        .builder(&server.uri())
+        .bearer(Arc::new(client_core::auth::StaticToken::new(
+            SecretString::from("TOKEN-XYZ"),
+        )))
+        .build()
+        .unwrap();
+    client
+        .send(Request::get("/r").query("sig", "SIG-SECRET"))
+        .await
+        .unwrap();
+
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let events: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("retrying request"))
+        .collect();
+    assert_eq!(events.len(), 2, "{log}");
+    assert!(
+        events[0].contains("attempt=1") && events[1].contains("attempt=2"),
+        "{log}"
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e.contains("delay_ms=4000") && e.contains("HTTP 503")),
+        "{log}"
+    );
+    assert!(events[0].contains(&format!("{}/r", server.uri())), "{log}");
+    assert!(
+        !log.contains("SIG-SECRET") && !log.contains("TOKEN-XYZ"),
+        "{log}"
+    );
+}
+
+#[tokio::test]
+async fn timeouts_are_retried_only_for_idempotent_requests() {
+    let (base, accepted) = scripted_server(vec![Conn::Hang, Conn::Ok]).await;
+    let rig = Rig::new();
+    let client = rig.client(&base);
+    let quick = Duration::from_millis(200);
+    let response = client
+        .execute(Request::get("/r").timeout(quick))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+
+    let (base, accepted) = scripted_server(vec![Conn::Hang, Conn::Ok]).await;
+    let err = rig
+        .client(&base)
+        .execute(Request::post("/r").timeout(quick))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Transport {
+                kind: TransportKind::Timeout,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}

@@ -95,6 +95,8 @@ pub enum Conn {
     Ok,
     /// Declare a 100-byte body, send 5 bytes, close.
     Truncated,
+    /// Never answer; wait until the client gives up and closes.
+    Hang,
 }
 
 /// A raw HTTP/1.1 server on 127.0.0.1 that treats the n-th connection as
@@ -123,6 +125,10 @@ pub async fn scripted_server(script: Vec<Conn>) -> (String, Arc<AtomicUsize>) {
                         "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
                     let _ = sock.write_all(reply.as_bytes()).await;
                     let _ = sock.shutdown().await;
+                }
+                Conn::Hang => {
+                    let mut rest = [0u8; 1024];
+                    while matches!(sock.read(&mut rest).await, Ok(n) if n > 0) {}
                 }
                 Conn::Truncated => {
                     let reply = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort";
