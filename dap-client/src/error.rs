@@ -128,7 +128,7 @@ pub enum Error {
     #[error("the request was rejected as invalid: {error}{}", location.map(|l| format!(" at {l}")).unwrap_or_default())]
     Validation {
         /// The error body.
-        error: OperationError,
+        error: Box<OperationError>,
         /// Where the invalid input is.
         location: Option<Location>,
     },
@@ -137,7 +137,7 @@ pub enum Error {
     #[error("{}: {error}", not_found_text(kind, id))]
     NotFound {
         /// The error body.
-        error: OperationError,
+        error: Box<OperationError>,
         /// Identifier of the missing entity (table name, job id, ...).
         id: Option<String>,
         /// What is missing: `namespace`, `table`, `job`, `object`, ...
@@ -151,7 +151,7 @@ pub enum Error {
     )]
     OutOfRange {
         /// The error body.
-        error: OperationError,
+        error: Box<OperationError>,
         /// Earliest permitted timestamp.
         since: Option<DateTime<Utc>>,
         /// Latest permitted timestamp.
@@ -166,7 +166,7 @@ pub enum Error {
     )]
     SnapshotRequired {
         /// The error body.
-        error: OperationError,
+        error: Box<OperationError>,
         /// Earliest permitted timestamp.
         since: Option<DateTime<Utc>>,
         /// Latest permitted timestamp.
@@ -458,14 +458,14 @@ fn classify(status: u16, fields: &serde_json::Map<String, Value>) -> Option<Erro
     match by_type {
         "SnapshotRequired" => {
             return Some(Error::SnapshotRequired {
-                error: op,
+                error: Box::new(op),
                 since,
                 until,
             });
         }
         "OutOfRange" => {
             return Some(Error::OutOfRange {
-                error: op,
+                error: Box::new(op),
                 since,
                 until,
             });
@@ -476,7 +476,7 @@ fn classify(status: u16, fields: &serde_json::Map<String, Value>) -> Option<Erro
         "Validation" => {
             return Some(Error::Validation {
                 location: location(fields),
-                error: op,
+                error: Box::new(op),
             });
         }
         "Processing" => return Some(Error::Processing(op)),
@@ -486,7 +486,7 @@ fn classify(status: u16, fields: &serde_json::Map<String, Value>) -> Option<Erro
     if fields.contains_key("location") {
         return Some(Error::Validation {
             location: location(fields),
-            error: op,
+            error: Box::new(op),
         });
     }
     if fields.contains_key("kind") && fields.contains_key("id") {
@@ -494,7 +494,7 @@ fn classify(status: u16, fields: &serde_json::Map<String, Value>) -> Option<Erro
     }
     if since.is_some() {
         return Some(Error::OutOfRange {
-            error: op,
+            error: Box::new(op),
             since,
             until,
         });
@@ -513,7 +513,7 @@ fn not_found(error: OperationError, fields: &serde_json::Map<String, Value>) -> 
     Error::NotFound {
         id: text(fields, "id"),
         kind: text(fields, "kind"),
-        error,
+        error: Box::new(error),
     }
 }
 

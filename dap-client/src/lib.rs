@@ -2,12 +2,19 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
+pub mod client;
+pub mod download;
 pub mod error;
+mod jobs;
 pub mod model;
 pub mod record;
 pub mod schema;
 
+pub use client::{Client, ClientBuilder};
 pub use client_core::SecretString;
+pub use client_core::retry::RetryPolicy;
+pub use client_core::waiter::PollPolicy;
+pub use download::{DownloadProgress, TableRecords};
 pub use error::{Error, Location, OperationError, Result};
 pub use model::{
     Action, DownloadTableDataResult, Format, GetTableDataResult, IncrementalQuery, Job, JobError,
