@@ -15,8 +15,9 @@ impl Client {
     ///
     /// Each file is streamed to disk by the core downloader (temporary
     /// file, sync, rename; broken transfers resumed), so an interrupted
-    /// download leaves nothing behind. The bearer token is sent only to
-    /// links on the service's own origin, never to pre-signed or other hosts.
+    /// download leaves nothing behind. Links are treated as pre-signed (no
+    /// bearer token); only a link on the service's own origin that answers
+    /// 401 is fetched again with the token.
     ///
     /// # Errors
     /// [`Error::NoDownloadLink`] if the job carries no link;
@@ -49,14 +50,18 @@ impl Client {
     }
 
     async fn download_one(&self, link: &str, dest: &Path) -> Result<()> {
-        // The token goes only to the service's own origin; any other link
-        // is treated as pre-signed (its query is the credential).
-        let download = if self.same_origin(link) {
-            Download::authenticated(link)
-        } else {
-            Download::presigned(link)
+        // Result links expire after a week: they are pre-signed, so the
+        // token is not sent. Only a link on the service's own origin that
+        // answers 401 is tried again with the token.
+        let saved = match Download::presigned(link).to_file(self.http(), dest).await {
+            Err(e) if e.status() == Some(401) && self.same_origin(link) => {
+                tracing::debug!("result link wants authentication; retrying with the token");
+                Download::authenticated(link)
+                    .to_file(self.http(), dest)
+                    .await?
+            }
+            other => other?,
         };
-        let saved = download.to_file(self.http(), dest).await?;
         tracing::info!(path = %saved.path.display(), bytes = saved.bytes, "downloaded LD export results");
         Ok(())
     }

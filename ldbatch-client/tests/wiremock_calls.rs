@@ -567,13 +567,38 @@ async fn failed_download_leaves_nothing_behind() {
     let err = client.download_results(&job, dir.path()).await.unwrap_err();
     assert_eq!(err.status(), Some(403));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-    // Same origin as the API: the token is sent.
     let got = server.received_requests().await.unwrap();
-    let dl = got
-        .iter()
-        .find(|r| r.url.path() == "/files/out.json")
-        .unwrap();
-    assert!(dl.headers.contains_key("authorization"));
+    assert!(
+        got.iter()
+            .filter(|r| r.url.path() == "/files/out.json")
+            .all(|r| !r.headers.contains_key("authorization"))
+    );
+}
+
+#[tokio::test]
+async fn same_origin_link_asking_for_auth_gets_the_token() {
+    let server = server_with_token().await;
+    Mock::given(method("GET"))
+        .and(path("/ls/api/batch/download/job-1"))
+        .and(bearer())
+        .respond_with(ResponseTemplate::new(200).set_body_string("id\n1\n"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/ls/api/batch/download/job-1"))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(serde_json::json!({"error": "invalid_token"})),
+        )
+        .mount(&server)
+        .await;
+    let mut done = job_json("job-1", "Completed", None);
+    done["downloadLinks"] =
+        serde_json::json!([format!("{}/ls/api/batch/download/job-1", server.uri())]);
+    let job: ldbatch_client::Job = serde_json::from_value(done).unwrap();
+    let (client, _) = client(&server, false);
+    let dir = tempfile::tempdir().unwrap();
+    let files = client.download_results(&job, dir.path()).await.unwrap();
+    assert_eq!(std::fs::read_to_string(&files[0]).unwrap(), "id\n1\n");
 }
 
 #[test]
