@@ -51,7 +51,7 @@ pub struct LoadSummary {
 enum Backend {
     Sqlite(SqliteSink),
     #[cfg(feature = "postgres")]
-    Postgres(PgSink),
+    Postgres(Box<PgSink>),
 }
 
 /// A database that keyed tables are loaded into: SQLite or PostgreSQL.
@@ -151,7 +151,7 @@ impl Sink {
     #[cfg(feature = "postgres")]
     async fn open_postgres(url: &str) -> Result<Sink> {
         Ok(Sink {
-            backend: Backend::Postgres(PgSink::connect_url(url).await?),
+            backend: Backend::Postgres(Box::new(PgSink::connect_url(url).await?)),
             fault: None,
         })
     }
@@ -170,7 +170,7 @@ impl Sink {
         let backend = match &self.backend {
             Backend::Sqlite(s) => Backend::Sqlite(SqliteSink::open(s.path()).await?),
             #[cfg(feature = "postgres")]
-            Backend::Postgres(p) => Backend::Postgres(p.reconnect().await?),
+            Backend::Postgres(p) => Backend::Postgres(Box::new(p.reconnect().await?)),
         };
         Ok(Sink {
             backend,
@@ -392,10 +392,10 @@ impl SqliteLoad {
     }
 }
 
-enum LoadInner {
+enum LoadInner<'a> {
     Sqlite(SqliteLoad),
     #[cfg(feature = "postgres")]
-    Postgres(Box<PgLoad>),
+    Postgres(Box<PgLoad<'a>>),
 }
 
 /// A load in progress: one transaction holding upserts, deletes and, at
@@ -407,7 +407,7 @@ enum LoadInner {
 /// batch may be reported by the following call or by `commit`; either way
 /// nothing of the load is committed.
 pub struct Load<'a> {
-    inner: LoadInner,
+    inner: LoadInner<'a>,
     common: LoadCommon,
     report: EvolutionReport,
     _sink: std::marker::PhantomData<&'a mut Sink>,

@@ -345,14 +345,15 @@ async fn watermark_atomicity(sink: &mut Sink, ns: &str) -> Observed {
     assert_eq!(snapshot(sink, &t).await, before);
 
     // A bad value in a later batch rolls back the earlier ones too.
-    let mut load = sink.begin_load(&def).await.unwrap();
-    let mut rows = batch(3, &[&[Some("1"), Some("changed"), None]]);
-    load.upsert(&mut rows).await.unwrap();
-    let mut rows = batch(3, &[&[Some("not a number"), Some("x"), None]]);
-    let first = load.upsert(&mut rows).await;
-    let outcome = match first {
-        Err(e) => Err(e),
-        Ok(()) => load.commit(Watermark::new("bad")).await.map(|_| ()),
+    let outcome = {
+        let mut load = sink.begin_load(&def).await.unwrap();
+        let mut rows = batch(3, &[&[Some("1"), Some("changed"), None]]);
+        load.upsert(&mut rows).await.unwrap();
+        let mut rows = batch(3, &[&[Some("not a number"), Some("x"), None]]);
+        match load.upsert(&mut rows).await {
+            Err(e) => Err(e),
+            Ok(()) => load.commit(Watermark::new("bad")).await.map(|_| ()),
+        }
     };
     assert!(outcome.is_err());
     assert_eq!(snapshot(sink, &t).await, before);

@@ -1,0 +1,941 @@
+//! The PostgreSQL backend (feature `postgres`).
+//!
+//! Each namespace is a schema and each table keeps its name. A batch of
+//! upserts is streamed with text `COPY` into a temporary staging table and
+//! merged with `INSERT .. SELECT .. ON CONFLICT (key) DO UPDATE`; deletes go
+//! through a staging table of keys and `DELETE .. USING`. While no key
+//! conflict has been seen in a load that started on an empty table, batches
+//! are copied straight into the table (under a savepoint, falling back to
+//! the staged merge on the first conflict), which makes initial loads run at
+//! nearly `COPY` speed.
+
+use std::fmt::Write as _;
+use std::pin::pin;
+use std::str::FromStr;
+
+use bytes::{BufMut, BytesMut};
+use chrono::{DateTime, Utc};
+use futures::SinkExt;
+use tokio_postgres::{Client, Config, NoTls, Transaction};
+
+use crate::error::{Error, Result};
+use crate::evolve::{self, EvolutionReport, Step};
+use crate::ident::{push_quoted, quote, quote_literal};
+use crate::model::{Column, SqlType, TableDef, TableName};
+use crate::rows::RowBatch;
+use crate::sink::LoadSummary;
+use crate::value::{self, Value};
+use crate::watermark::{TableStatus, Watermark};
+
+const META: &str = "\"sql_sink\".\"tables\"";
+/// Arbitrary constant naming the advisory lock that serialises creation of
+/// the meta table by concurrent sinks.
+const META_LOCK: i64 = 0x5351_4c53_494e_4b00;
+/// COPY data is sent in chunks of about this size.
+const CHUNK: usize = 1 << 20;
+
+/// A connection to PostgreSQL.
+pub(crate) struct PgSink {
+    client: Client,
+    config: Config,
+}
+
+fn qualified(schema: &str, name: &str) -> String {
+    let mut s = quote(schema);
+    s.push('.');
+    push_quoted(&mut s, name);
+    s
+}
+
+fn fnv64(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// A short, collision-resistant constraint name for an enum column.
+fn enum_constraint(column: &str) -> String {
+    format!("sql_sink_enum_{:016x}", fnv64(column))
+}
+
+fn replacement_name(table: &TableName) -> String {
+    format!("sql_sink_replace_{:016x}", fnv64(&table.name))
+}
+
+fn enum_check(column: &str, values: &[String]) -> String {
+    let col = quote(column);
+    if values.is_empty() {
+        return format!("CHECK ({col} IS NULL)");
+    }
+    let list: Vec<String> = values.iter().map(|v| quote_literal(v)).collect();
+    format!("CHECK ({col} IN ({}))", list.join(", "))
+}
+
+impl PgSink {
+    pub(crate) async fn connect_url(url: &str) -> Result<Self> {
+        // The driver's parse errors name the option, never its value.
+        let config = Config::from_str(url).map_err(|e| Error::InvalidUrl {
+            reason: e.to_string(),
+        })?;
+        Self::connect(config).await
+    }
+
+    pub(crate) async fn reconnect(&self) -> Result<Self> {
+        Self::connect(self.config.clone()).await
+    }
+
+    async fn connect(config: Config) -> Result<Self> {
+        let (client, connection) =
+            config
+                .connect(NoTls)
+                .await
+                .map_err(Error::postgres(format!(
+                    "connecting to {}",
+                    describe(&config)
+                )))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "PostgreSQL connection ended with an error");
+            }
+        });
+        let mut sink = Self { client, config };
+        sink.setup().await?;
+        Ok(sink)
+    }
+
+    async fn setup(&mut self) -> Result<()> {
+        self.client
+            .batch_execute("SET TimeZone = 'UTC'; SET client_min_messages = warning;")
+            .await
+            .map_err(Error::postgres("configuring the session"))?;
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(Error::postgres("starting a transaction"))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&META_LOCK])
+            .await
+            .map_err(Error::postgres("locking the meta table"))?;
+        tx.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS \"sql_sink\";
+             CREATE TABLE IF NOT EXISTS {META} (
+                namespace text NOT NULL,
+                name text NOT NULL,
+                definition text NOT NULL,
+                watermark text,
+                watermark_at timestamptz,
+                schema_version bigint,
+                details text,
+                updated_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (namespace, name)
+             )"
+        ))
+        .await
+        .map_err(Error::postgres("creating the meta table"))?;
+        tx.commit()
+            .await
+            .map_err(Error::postgres("creating the meta table"))
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        describe(&self.config)
+    }
+
+    pub(crate) async fn ensure(&mut self, def: &TableDef) -> Result<EvolutionReport> {
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(Error::postgres("starting a transaction"))?;
+        let (report, _) = evolve_in(&tx, def).await?;
+        tx.commit().await.map_err(Error::postgres(format!(
+            "committing the change of {}",
+            def.table_name()
+        )))?;
+        Ok(report)
+    }
+
+    pub(crate) async fn begin(
+        &mut self,
+        def: &TableDef,
+        replace: bool,
+    ) -> Result<(PgLoad<'_>, EvolutionReport)> {
+        let table = def.table_name();
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(Error::postgres("starting a load transaction"))?;
+        let (report, physical, target) = if replace {
+            lock(&tx, &table).await?;
+            let plan = evolve::plan(None, def)?;
+            let target = qualified(&table.schema, &replacement_name(&table));
+            tx.batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {}; DROP TABLE IF EXISTS {target}; {}",
+                quote(&table.schema),
+                create_sql(&target, &plan.physical)
+            ))
+            .await
+            .map_err(Error::postgres(format!(
+                "creating the replacement of {table}"
+            )))?;
+            (plan.report, plan.physical, target)
+        } else {
+            let (report, physical) = evolve_in(&tx, def).await?;
+            (report, physical, qualified(&table.schema, &table.name))
+        };
+        let empty: bool = tx
+            .query_one(&format!("SELECT NOT EXISTS (SELECT 1 FROM {target})"), &[])
+            .await
+            .map_err(Error::postgres(format!("looking into {table}")))?
+            .get(0);
+        let def = def.normalized();
+        let check = |name: &String| {
+            let ty = physical
+                .columns
+                .iter()
+                .find(|c| &c.name == name)
+                .map(|c| &c.sql_type);
+            (name.clone(), ty.map_or(CellCheck::None, CellCheck::of))
+        };
+        let column_checks = def.columns.iter().map(|c| check(&c.name)).collect();
+        let key_checks = def.primary_key.iter().map(check).collect();
+        let load = PgLoad {
+            column_checks,
+            key_checks,
+            tx,
+            columns: column_list(def.columns.iter().map(|c| c.name.as_str())),
+            keys: column_list(def.primary_key.iter().map(String::as_str)),
+            table,
+            target,
+            replace,
+            def,
+            physical,
+            stage_ready: false,
+            key_stage_ready: false,
+            direct: empty,
+            buf: BytesMut::with_capacity(CHUNK + 64 * 1024),
+            rows: 0,
+            deleted: 0,
+            batches: 0,
+        };
+        Ok((load, report))
+    }
+
+    pub(crate) async fn status(&self, only: Option<&TableName>) -> Result<Vec<TableStatus>> {
+        let sql = format!(
+            "SELECT namespace, name, definition, watermark, watermark_at, schema_version, details, updated_at \
+             FROM {META} WHERE ($1::text IS NULL OR (namespace = $1 AND name = $2)) ORDER BY namespace, name"
+        );
+        let (ns, name) = match only {
+            Some(t) => (Some(t.schema.as_str()), Some(t.name.as_str())),
+            None => (None, None),
+        };
+        let rows = self
+            .client
+            .query(&sql, &[&ns, &name])
+            .await
+            .map_err(Error::postgres("reading the meta table"))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let table = TableName::new(row.get::<_, String>(0), row.get::<_, String>(1));
+            let meta = meta_from_row(&table, &row, 2)?;
+            let count: i64 = self
+                .client
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM {}",
+                        qualified(&table.schema, &table.name)
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(Error::postgres(format!("counting the rows of {table}")))?
+                .get(0);
+            out.push(TableStatus {
+                table,
+                definition: meta.0,
+                watermark: meta.1,
+                updated_at: meta.2,
+                row_count: u64::try_from(count).unwrap_or(0),
+            });
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn drop_table(&mut self, table: &TableName) -> Result<bool> {
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(Error::postgres("starting a transaction"))?;
+        lock(&tx, table).await?;
+        let n = tx
+            .execute(
+                &format!("DELETE FROM {META} WHERE namespace = $1 AND name = $2"),
+                &[&table.schema, &table.name],
+            )
+            .await
+            .map_err(Error::postgres(format!("deleting the meta row of {table}")))?;
+        tx.batch_execute(&format!(
+            "DROP TABLE IF EXISTS {}",
+            qualified(&table.schema, &table.name)
+        ))
+        .await
+        .map_err(Error::postgres(format!("dropping {table}")))?;
+        tx.commit()
+            .await
+            .map_err(Error::postgres(format!("committing the drop of {table}")))?;
+        Ok(n > 0)
+    }
+
+    pub(crate) async fn read_rows(&self, table: &TableName) -> Result<Vec<Vec<Value>>> {
+        let status = self
+            .status(Some(table))
+            .await?
+            .pop()
+            .ok_or_else(|| Error::UnknownTable {
+                table: table.clone(),
+            })?;
+        let def = status.definition;
+        let cols: Vec<String> = def
+            .columns
+            .iter()
+            .map(|c| format!("{}::text", quote(&c.name)))
+            .collect();
+        // Qualified sort keys: a bare name would sort by the `::text` output column.
+        let order: Vec<String> = def
+            .primary_key
+            .iter()
+            .map(|k| format!("s.{}", quote(k)))
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM {} AS s ORDER BY {}",
+            cols.join(", "),
+            qualified(&table.schema, &table.name),
+            order.join(", ")
+        );
+        let rows = self
+            .client
+            .query(&sql, &[])
+            .await
+            .map_err(Error::postgres(format!("reading {table}")))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (r, row) in rows.iter().enumerate() {
+            let mut values = Vec::with_capacity(def.columns.len());
+            for (i, c) in def.columns.iter().enumerate() {
+                let text: Option<&str> = row.get(i);
+                values.push(match text {
+                    None => Value::Null,
+                    Some(t) => value::value_from_text(&c.sql_type, t).map_err(|reason| {
+                        Error::InvalidValue {
+                            table: table.clone(),
+                            column: c.name.clone(),
+                            row: r,
+                            reason,
+                        }
+                    })?,
+                });
+            }
+            out.push(values);
+        }
+        Ok(out)
+    }
+}
+
+fn describe(config: &Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "postgresql://{host}:{port}/{}",
+        config.get_dbname().unwrap_or("")
+    )
+}
+
+fn column_list<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let mut s = String::new();
+    for (i, n) in names.enumerate() {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        push_quoted(&mut s, n);
+    }
+    s
+}
+
+/// Serialise changes to one table across connections for this transaction.
+async fn lock(tx: &Transaction<'_>, table: &TableName) -> Result<()> {
+    let key = format!("{}\u{1}{}", table.schema, table.name);
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&key],
+    )
+    .await
+    .map_err(Error::postgres(format!("locking {table}")))?;
+    Ok(())
+}
+
+type Meta = (TableDef, Option<Watermark>, DateTime<Utc>);
+
+fn meta_from_row(table: &TableName, row: &tokio_postgres::Row, at: usize) -> Result<Meta> {
+    let corrupt = |reason: String| Error::CorruptMeta {
+        table: table.clone(),
+        reason,
+    };
+    let definition: TableDef = serde_json::from_str(row.get::<_, &str>(at))
+        .map_err(|e| corrupt(format!("definition: {e}")))?;
+    let watermark = match row.get::<_, Option<String>>(at + 1) {
+        None => None,
+        Some(value) => Some(Watermark {
+            value,
+            at: row.get(at + 2),
+            schema_version: row.get(at + 3),
+            details: row
+                .get::<_, Option<&str>>(at + 4)
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| corrupt(format!("details: {e}")))?,
+        }),
+    };
+    Ok((definition, watermark, row.get(at + 5)))
+}
+
+async fn read_meta(tx: &Transaction<'_>, table: &TableName) -> Result<Option<Meta>> {
+    let row = tx
+        .query_opt(
+            &format!(
+                "SELECT definition, watermark, watermark_at, schema_version, details, updated_at \
+                 FROM {META} WHERE namespace = $1 AND name = $2 FOR UPDATE"
+            ),
+            &[&table.schema, &table.name],
+        )
+        .await
+        .map_err(Error::postgres(format!("reading the meta row of {table}")))?;
+    row.map(|r| meta_from_row(table, &r, 0)).transpose()
+}
+
+async fn write_meta(
+    tx: &Transaction<'_>,
+    def: &TableDef,
+    watermark: Option<&Watermark>,
+) -> Result<()> {
+    let table = def.table_name();
+    let definition = serde_json::to_string(def).map_err(|e| Error::CorruptMeta {
+        table: table.clone(),
+        reason: format!("definition cannot be encoded: {e}"),
+    })?;
+    let ctx = format!("writing the meta row of {table}");
+    match watermark {
+        None => tx
+            .execute(
+                &format!(
+                    "INSERT INTO {META} (namespace, name, definition, updated_at) VALUES ($1, $2, $3, now()) \
+                     ON CONFLICT (namespace, name) DO UPDATE SET definition = EXCLUDED.definition, \
+                     updated_at = EXCLUDED.updated_at"
+                ),
+                &[&def.schema, &def.name, &definition],
+            )
+            .await
+            .map_err(Error::postgres(ctx))?,
+        Some(w) => {
+            let details = w.details.as_ref().map(|d| d.to_string());
+            tx.execute(
+                &format!(
+                    "INSERT INTO {META} (namespace, name, definition, watermark, watermark_at, schema_version, \
+                     details, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, now()) \
+                     ON CONFLICT (namespace, name) DO UPDATE SET definition = EXCLUDED.definition, \
+                     watermark = EXCLUDED.watermark, watermark_at = EXCLUDED.watermark_at, \
+                     schema_version = EXCLUDED.schema_version, details = EXCLUDED.details, \
+                     updated_at = EXCLUDED.updated_at"
+                ),
+                &[&def.schema, &def.name, &definition, &w.value, &w.at, &w.schema_version, &details],
+            )
+            .await
+            .map_err(Error::postgres(ctx))?
+        }
+    };
+    Ok(())
+}
+
+fn column_sql(c: &Column, not_null: bool) -> String {
+    let mut s = quote(&c.name);
+    s.push(' ');
+    s.push_str(&c.sql_type.postgres_type());
+    if not_null {
+        s.push_str(" NOT NULL");
+    }
+    s
+}
+
+fn create_sql(target: &str, def: &TableDef) -> String {
+    let mut parts: Vec<String> = def
+        .columns
+        .iter()
+        .map(|c| column_sql(c, !c.nullable))
+        .collect();
+    for c in &def.columns {
+        if let SqlType::Enum { values, .. } = &c.sql_type {
+            parts.push(format!(
+                "CONSTRAINT {} {}",
+                quote(&enum_constraint(&c.name)),
+                enum_check(&c.name, values)
+            ));
+        }
+    }
+    parts.push(format!(
+        "PRIMARY KEY ({})",
+        column_list(def.primary_key.iter().map(String::as_str))
+    ));
+    format!("CREATE TABLE {target} ({})", parts.join(", "))
+}
+
+fn step_sql(target: &str, def: &TableDef, step: &Step) -> String {
+    match step {
+        Step::Create => format!(
+            "CREATE SCHEMA IF NOT EXISTS {}; {}",
+            quote(&def.schema),
+            create_sql(target, def)
+        ),
+        Step::AddColumn(c) => {
+            let mut sql = format!("ALTER TABLE {target} ADD COLUMN {}", column_sql(c, false));
+            if let SqlType::Enum { values, .. } = &c.sql_type {
+                let _ = write!(
+                    sql,
+                    ", ADD CONSTRAINT {} {}",
+                    quote(&enum_constraint(&c.name)),
+                    enum_check(&c.name, values)
+                );
+            }
+            sql
+        }
+        Step::SetType { column, from, to } => {
+            let mut sql = format!("ALTER TABLE {target} ");
+            if matches!(from, SqlType::Enum { .. }) {
+                let _ = write!(
+                    sql,
+                    "DROP CONSTRAINT IF EXISTS {}, ",
+                    quote(&enum_constraint(column))
+                );
+            }
+            let ty = to.postgres_type();
+            let _ = write!(
+                sql,
+                "ALTER COLUMN {col} TYPE {ty} USING {col}::{ty}",
+                col = quote(column)
+            );
+            sql
+        }
+        Step::SetEnumValues { column, values } => {
+            let name = quote(&enum_constraint(column));
+            format!(
+                "ALTER TABLE {target} DROP CONSTRAINT IF EXISTS {name}, ADD CONSTRAINT {name} {}",
+                enum_check(column, values)
+            )
+        }
+        Step::DropNotNull(column) => format!(
+            "ALTER TABLE {target} ALTER COLUMN {} DROP NOT NULL",
+            quote(column)
+        ),
+    }
+}
+
+async fn evolve_in(tx: &Transaction<'_>, def: &TableDef) -> Result<(EvolutionReport, TableDef)> {
+    let table = def.table_name();
+    lock(tx, &table).await?;
+    let existing = read_meta(tx, &table).await?;
+    let plan = evolve::plan(existing.as_ref().map(|m| &m.0), def)?;
+    let target = qualified(&table.schema, &table.name);
+    for step in &plan.steps {
+        tx.batch_execute(&step_sql(&target, &plan.physical, step))
+            .await
+            .map_err(Error::postgres(format!(
+                "changing the structure of {table}"
+            )))?;
+    }
+    if !plan.report.is_unchanged() || existing.is_none() {
+        write_meta(tx, &plan.physical, existing.and_then(|m| m.1).as_ref()).await?;
+    }
+    Ok((plan.report, plan.physical))
+}
+
+/// What the COPY encoder checks itself, so PostgreSQL accepts exactly what
+/// the SQLite backend accepts (PostgreSQL alone would take `now` or
+/// `yesterday` as a timestamp, or `tr` as a boolean).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CellCheck {
+    /// Sent as is; the server's own parsing matches ours.
+    None,
+    /// Parsed here and sent as `t`/`f`.
+    Bool,
+    /// Dates, times, timestamps: special words are refused.
+    Temporal,
+}
+
+impl CellCheck {
+    fn of(ty: &SqlType) -> Self {
+        match ty {
+            SqlType::Bool => Self::Bool,
+            SqlType::Timestamp | SqlType::Date | SqlType::Time => Self::Temporal,
+            _ => Self::None,
+        }
+    }
+
+    /// The text to send for `cell`, or why it is refused.
+    fn apply(self, cell: &str) -> std::result::Result<&str, String> {
+        match self {
+            Self::None => Ok(cell),
+            Self::Bool => value::parse_bool(cell).map(|b| if b { "t" } else { "f" }),
+            Self::Temporal => {
+                if cell.trim_start().starts_with(|c: char| c.is_ascii_digit()) {
+                    Ok(cell)
+                } else {
+                    Err(format!("`{}` is not a date or time", value::shown(cell)))
+                }
+            }
+        }
+    }
+}
+
+/// Append one cell in COPY text format.
+fn push_cell(buf: &mut BytesMut, cell: Option<&str>) {
+    let Some(cell) = cell else {
+        buf.put_slice(b"\\N");
+        return;
+    };
+    let bytes = cell.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            _ => continue,
+        };
+        buf.put_slice(&bytes[start..i]);
+        buf.put_slice(esc);
+        start = i + 1;
+    }
+    buf.put_slice(&bytes[start..]);
+}
+
+/// A load in progress on PostgreSQL.
+pub(crate) struct PgLoad<'a> {
+    tx: Transaction<'a>,
+    table: TableName,
+    /// Qualified, quoted table the rows go to.
+    target: String,
+    replace: bool,
+    def: TableDef,
+    physical: TableDef,
+    /// Quoted list of the definition's columns.
+    columns: String,
+    /// Quoted list of the key columns.
+    keys: String,
+    /// Per column of the definition: name and what the encoder checks.
+    column_checks: Vec<(String, CellCheck)>,
+    /// The same for the key columns.
+    key_checks: Vec<(String, CellCheck)>,
+    stage_ready: bool,
+    key_stage_ready: bool,
+    /// Copy batches straight into the table until a key conflict shows up.
+    direct: bool,
+    buf: BytesMut,
+    rows: u64,
+    deleted: u64,
+    batches: usize,
+}
+
+const STAGE: &str = "\"sql_sink_stage\"";
+const KEY_STAGE: &str = "\"sql_sink_keys\"";
+
+impl PgLoad<'_> {
+    fn physical_type(&self, name: &str) -> String {
+        let ty = self
+            .physical
+            .columns
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.sql_type.postgres_type());
+        ty.unwrap_or_else(|| "text".into())
+    }
+
+    fn stage_sql(&self, table: &str, names: &[String]) -> String {
+        let cols: Vec<String> = names
+            .iter()
+            .map(|n| format!("{} {}", quote(n), self.physical_type(n)))
+            .collect();
+        format!(
+            "CREATE TEMPORARY TABLE {table} ({}) ON COMMIT DROP",
+            cols.join(", ")
+        )
+    }
+
+    /// Stream `batch` (cells in `order` of its columns) into `COPY into`.
+    async fn copy(
+        &mut self,
+        into: &str,
+        columns: &str,
+        checks: &[(String, CellCheck)],
+        batch: &RowBatch,
+    ) -> Result<u64> {
+        let stmt = format!("COPY {into} ({columns}) FROM STDIN");
+        let ctx = || format!("copying a batch into {}", self.table);
+        let sink = self
+            .tx
+            .copy_in(&stmt)
+            .await
+            .map_err(Error::postgres(ctx()))?;
+        let mut sink = pin!(sink);
+        self.buf.clear();
+        for (r, row) in batch.rows().enumerate() {
+            for (i, cell) in row.iter().enumerate() {
+                if i > 0 {
+                    self.buf.put_u8(b'\t');
+                }
+                let cell = match (cell, checks.get(i)) {
+                    (Some(c), Some((name, check))) => {
+                        Some(check.apply(c).map_err(|reason| Error::InvalidValue {
+                            table: self.table.clone(),
+                            column: name.clone(),
+                            row: r,
+                            reason,
+                        })?)
+                    }
+                    (cell, _) => cell,
+                };
+                push_cell(&mut self.buf, cell);
+            }
+            self.buf.put_u8(b'\n');
+            if self.buf.len() >= CHUNK {
+                let chunk = self.buf.split().freeze();
+                sink.send(chunk).await.map_err(Error::postgres(ctx()))?;
+            }
+        }
+        if !self.buf.is_empty() {
+            let chunk = self.buf.split().freeze();
+            sink.send(chunk).await.map_err(Error::postgres(ctx()))?;
+        }
+        sink.as_mut().finish().await.map_err(Error::postgres(ctx()))
+    }
+
+    async fn exec(&self, sql: &str, what: &str) -> Result<u64> {
+        self.tx
+            .execute(sql, &[])
+            .await
+            .map_err(Error::postgres(format!("{what} {}", self.table)))
+    }
+
+    pub(crate) async fn upsert(&mut self, batch: &RowBatch) -> Result<()> {
+        if self.direct && self.upsert_direct(batch).await? {
+            self.finish_batch(batch.len() as u64);
+            return Ok(());
+        }
+        if self.stage_ready {
+            self.exec(
+                &format!("TRUNCATE {STAGE}"),
+                "emptying the staging table of",
+            )
+            .await?;
+        } else {
+            let names: Vec<String> = self.def.columns.iter().map(|c| c.name.clone()).collect();
+            let sql = self.stage_sql(STAGE, &names);
+            self.exec(&sql, "creating the staging table of").await?;
+            self.stage_ready = true;
+        }
+        let columns = self.columns.clone();
+        let checks = std::mem::take(&mut self.column_checks);
+        let copied = self.copy(STAGE, &columns, &checks, batch).await;
+        self.column_checks = checks;
+        copied?;
+        let merge = self.merge_sql(false);
+        // Duplicate keys within one batch make ON CONFLICT fail; then keep
+        // the last row of each key (ctid order = COPY order in a fresh table).
+        self.exec("SAVEPOINT sql_sink_merge", "merging into")
+            .await?;
+        match self.tx.execute(&merge, &[]).await {
+            Ok(_) => {
+                self.exec("RELEASE SAVEPOINT sql_sink_merge", "merging into")
+                    .await?;
+            }
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::CARDINALITY_VIOLATION) => {
+                self.exec("ROLLBACK TO SAVEPOINT sql_sink_merge", "merging into")
+                    .await?;
+                let dedup = self.merge_sql(true);
+                self.exec(&dedup, "merging into").await?;
+            }
+            Err(e) => {
+                return Err(Error::postgres(format!(
+                    "merging a batch into {}",
+                    self.table
+                ))(e));
+            }
+        }
+        self.finish_batch(batch.len() as u64);
+        Ok(())
+    }
+
+    /// Try to COPY straight into the table; `false` if a key conflict made
+    /// that impossible (the attempt is undone and the staged path is used
+    /// from now on).
+    async fn upsert_direct(&mut self, batch: &RowBatch) -> Result<bool> {
+        self.exec("SAVEPOINT sql_sink_direct", "copying into")
+            .await?;
+        let target = self.target.clone();
+        let columns = self.columns.clone();
+        let checks = std::mem::take(&mut self.column_checks);
+        let copied = self.copy(&target, &columns, &checks, batch).await;
+        self.column_checks = checks;
+        match copied {
+            Ok(_) => {
+                self.exec("RELEASE SAVEPOINT sql_sink_direct", "copying into")
+                    .await?;
+                Ok(true)
+            }
+            Err(e) if e.sqlstate() == Some("23505") => {
+                self.exec("ROLLBACK TO SAVEPOINT sql_sink_direct", "copying into")
+                    .await?;
+                self.direct = false;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn merge_sql(&self, dedup: bool) -> String {
+        let updates: Vec<String> = self
+            .def
+            .columns
+            .iter()
+            .filter(|c| !self.def.primary_key.contains(&c.name))
+            .map(|c| format!("{q} = EXCLUDED.{q}", q = quote(&c.name)))
+            .collect();
+        let source = if dedup {
+            let desc: Vec<String> = self.def.primary_key.iter().map(|k| quote(k)).collect();
+            format!(
+                "SELECT DISTINCT ON ({keys}) {cols} FROM {STAGE} ORDER BY {}, ctid DESC",
+                desc.join(", "),
+                keys = self.keys,
+                cols = self.columns
+            )
+        } else {
+            format!("SELECT {} FROM {STAGE}", self.columns)
+        };
+        let action = if updates.is_empty() {
+            "DO NOTHING".to_string()
+        } else {
+            format!("DO UPDATE SET {}", updates.join(", "))
+        };
+        format!(
+            "INSERT INTO {} ({}) {source} ON CONFLICT ({}) {action}",
+            self.target, self.columns, self.keys
+        )
+    }
+
+    fn finish_batch(&mut self, rows: u64) {
+        self.rows += rows;
+        self.batches += 1;
+    }
+
+    pub(crate) async fn delete(&mut self, keys: &RowBatch) -> Result<()> {
+        if self.key_stage_ready {
+            self.exec(
+                &format!("TRUNCATE {KEY_STAGE}"),
+                "emptying the key staging table of",
+            )
+            .await?;
+        } else {
+            let sql = self.stage_sql(KEY_STAGE, &self.def.primary_key.clone());
+            self.exec(&sql, "creating the key staging table of").await?;
+            self.key_stage_ready = true;
+        }
+        let key_list = self.keys.clone();
+        let checks = std::mem::take(&mut self.key_checks);
+        let copied = self.copy(KEY_STAGE, &key_list, &checks, keys).await;
+        self.key_checks = checks;
+        copied?;
+        let cond: Vec<String> = self
+            .def
+            .primary_key
+            .iter()
+            .map(|k| format!("t.{q} = k.{q}", q = quote(k)))
+            .collect();
+        let sql = format!(
+            "DELETE FROM {} AS t USING {KEY_STAGE} AS k WHERE {}",
+            self.target,
+            cond.join(" AND ")
+        );
+        self.deleted += self.exec(&sql, "deleting keys from").await?;
+        self.batches += 1;
+        Ok(())
+    }
+
+    pub(crate) async fn commit(self, watermark: &Watermark) -> Result<LoadSummary> {
+        if self.replace {
+            let live = qualified(&self.table.schema, &self.table.name);
+            self.tx
+                .batch_execute(&format!(
+                    "DROP TABLE IF EXISTS {live}; ALTER TABLE {} RENAME TO {}",
+                    self.target,
+                    quote(&self.table.name)
+                ))
+                .await
+                .map_err(Error::postgres(format!(
+                    "swapping in the new {}",
+                    self.table
+                )))?;
+        }
+        write_meta(&self.tx, &self.physical, Some(watermark)).await?;
+        let summary = LoadSummary {
+            upserted_rows: self.rows,
+            deleted_rows: self.deleted,
+            batches: self.batches,
+        };
+        let table = self.table.clone();
+        self.tx
+            .commit()
+            .await
+            .map_err(Error::postgres(format!("committing the load of {table}")))?;
+        Ok(summary)
+    }
+
+    pub(crate) async fn rollback(self) -> Result<()> {
+        let table = self.table.clone();
+        self.tx
+            .rollback()
+            .await
+            .map_err(Error::postgres(format!("rolling back the load of {table}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_text_escaping() {
+        let mut buf = BytesMut::new();
+        push_cell(&mut buf, Some("a\tb\nc\\d\re"));
+        buf.put_u8(b'|');
+        push_cell(&mut buf, None);
+        buf.put_u8(b'|');
+        push_cell(&mut buf, Some("\\N"));
+        assert_eq!(&buf[..], b"a\\tb\\nc\\\\d\\re|\\N|\\\\N");
+    }
+
+    #[test]
+    fn constraint_names_are_short_and_stable() {
+        let long = "x".repeat(63);
+        assert!(enum_constraint(&long).len() < 63);
+        assert_eq!(enum_constraint("a"), enum_constraint("a"));
+        assert_ne!(enum_constraint("a"), enum_constraint("b"));
+    }
+}
