@@ -15,6 +15,8 @@ use crate::{Error, Result};
 pub(crate) struct Body {
     client: HttpClient,
     download: Download,
+    /// The URL requested last (with its query: never log it unredacted).
+    source: String,
     current: BoxStream<'static, Result<Bytes>>,
     /// The URL without its query, for messages.
     url: String,
@@ -33,7 +35,8 @@ impl Body {
     /// Sends the request and checks the declared length against the
     /// expected size before any byte is consumed.
     pub(crate) async fn start(client: &HttpClient, download: &Download) -> Result<Self> {
-        let response = download.fetch(client, None).await?;
+        let mut source = download.url.clone();
+        let response = download.fetch(client, &mut source, None).await?;
         let url = redact_url(response.url().as_str());
         let declared = response.content_length();
         if let (Some(d), Some(e)) = (declared, download.expected_size)
@@ -45,6 +48,7 @@ impl Body {
         Ok(Self {
             client: client.clone(),
             download: download.clone(),
+            source,
             etag: response.header("etag").map(str::to_string),
             current: response.bytes_stream(),
             url,
@@ -145,7 +149,10 @@ impl Body {
         inner.sleeper.sleep(delay).await;
 
         let range = (self.received, self.etag.as_deref());
-        let response = self.download.fetch(&self.client, Some(range)).await?;
+        let response = self
+            .download
+            .fetch(&self.client, &mut self.source, Some(range))
+            .await?;
         self.skip = self.check_resumed(&response)?;
         self.current = response.bytes_stream();
         Ok(())

@@ -208,15 +208,17 @@ impl Download {
         Ok(DownloadReader::new(body, self.gzip, self.max_decompressed))
     }
 
-    /// Sends the GET (from byte `range.0` on, with `If-Range: range.1`),
-    /// re-resolving an expired URL up to `max_refreshes` times, and returns
-    /// the successful response with its body unread.
+    /// Sends the GET to `url` (from byte `range.0` on, with
+    /// `If-Range: range.1`), re-resolving an expired URL up to
+    /// `max_refreshes` times, and returns the successful response with its
+    /// body unread. `url` is left at the URL that worked, so a later resume
+    /// does not start from an expired one.
     async fn fetch(
         &self,
         client: &HttpClient,
+        url: &mut String,
         range: Option<(u64, Option<&str>)>,
     ) -> Result<Response> {
-        let mut url = self.url.clone();
         let mut refreshes = 0;
         loop {
             let mut request = Request::get(url.as_str());
@@ -237,12 +239,12 @@ impl Download {
                 return Err(error);
             };
             if refreshes >= self.max_refreshes {
-                tracing::warn!(url = %redact_url(&url), refreshes, "download URL still expired after re-resolving");
+                tracing::warn!(url = %redact_url(url), refreshes, "download URL still expired after re-resolving");
                 return Err(error);
             }
             refreshes += 1;
-            tracing::info!(url = %redact_url(&url), attempt = refreshes, "download URL expired; fetching a fresh one");
-            url = refresh().await?;
+            tracing::info!(url = %redact_url(url), attempt = refreshes, "download URL expired; fetching a fresh one");
+            *url = refresh().await?;
         }
     }
 }
