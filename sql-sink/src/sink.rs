@@ -235,12 +235,15 @@ impl Sink {
             Backend::Sqlite(s) => {
                 let (cmds, report) = s.begin(def, replace).await?;
                 (
-                    LoadInner::Sqlite(SqliteLoad {
-                        cmds,
-                        pending: None,
-                        spare: Vec::new(),
-                        deleted: 0,
-                    }),
+                    LoadInner::Sqlite(
+                        SqliteLoad {
+                            cmds,
+                            pending: None,
+                            spare: Vec::new(),
+                            deleted: 0,
+                        },
+                        std::marker::PhantomData,
+                    ),
                     report,
                 )
             }
@@ -393,7 +396,8 @@ impl SqliteLoad {
 }
 
 enum LoadInner<'a> {
-    Sqlite(SqliteLoad),
+    /// The marker keeps `'a` used when the `postgres` feature is off.
+    Sqlite(SqliteLoad, std::marker::PhantomData<&'a mut ()>),
     #[cfg(feature = "postgres")]
     Postgres(Box<PgLoad<'a>>),
 }
@@ -450,7 +454,7 @@ impl Load<'_> {
 
     async fn upsert_inner(&mut self, rows: &mut RowBatch) -> Result<()> {
         match &mut self.inner {
-            LoadInner::Sqlite(s) => {
+            LoadInner::Sqlite(s, _) => {
                 s.settle().await?;
                 let batch = s.take_batch(rows);
                 let (tx, rx) = oneshot::channel();
@@ -483,7 +487,7 @@ impl Load<'_> {
 
     async fn delete_inner(&mut self, keys: &mut RowBatch) -> Result<()> {
         match &mut self.inner {
-            LoadInner::Sqlite(s) => {
+            LoadInner::Sqlite(s, _) => {
                 s.settle().await?;
                 let batch = s.take_batch(keys);
                 let (tx, rx) = oneshot::channel();
@@ -518,7 +522,7 @@ impl Load<'_> {
     pub async fn commit(mut self, watermark: Watermark) -> Result<LoadSummary> {
         self.common.admit(None)?;
         match self.inner {
-            LoadInner::Sqlite(mut s) => {
+            LoadInner::Sqlite(mut s, _) => {
                 s.settle().await?;
                 let mut summary =
                     sqlite::load_call(&s.cmds, |r| LoadCmd::Commit(watermark, r)).await?;
@@ -534,7 +538,7 @@ impl Load<'_> {
     /// [`Sink::begin_load`]. (Dropping the load does the same.)
     pub async fn rollback(self) -> Result<()> {
         match self.inner {
-            LoadInner::Sqlite(mut s) => {
+            LoadInner::Sqlite(mut s, _) => {
                 // Wait for the batch in flight so the rollback has happened
                 // before the sink is used again.
                 let _ = s.settle().await;
