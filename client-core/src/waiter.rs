@@ -243,6 +243,7 @@ impl Waiter {
     }
 
     /// Polls until `accept` says the state is final and returns that state.
+    /// The first poll happens at once; the deadline counts from this call.
     ///
     /// Fails with [`Error::JobFailed`] when `accept` returns
     /// [`Acceptance::Failure`], with [`Error::Timeout`] when the job is still
@@ -273,6 +274,26 @@ impl Waiter {
     /// is the successful state. On failure or timeout the last state is
     /// followed by one `Err` ([`Error::JobFailed`] / [`Error::Timeout`]). A
     /// poll error is yielded as `Err` and ends the stream.
+    ///
+    /// ```no_run
+    /// use client_core::waiter::{Acceptance, PollPolicy, Waiter};
+    /// use futures::StreamExt;
+    ///
+    /// # async fn fetch_status() -> client_core::Result<String> { Ok(String::new()) }
+    /// # async fn demo() -> client_core::Result<()> {
+    /// let waiter = Waiter::new(PollPolicy::default());
+    /// let states = waiter.stream(fetch_status, |s: &String| match s.as_str() {
+    ///     "complete" => Acceptance::Success,
+    ///     _ => Acceptance::Pending(None),
+    /// });
+    /// let mut states = std::pin::pin!(states);
+    /// while let Some(state) = states.next().await {
+    ///     let state = state?;
+    ///     // update a progress bar with `state`
+    ///     # drop(state);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn stream<S, E, P, Fut, A>(
         &self,
         poll: P,
