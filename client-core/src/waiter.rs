@@ -200,6 +200,13 @@ pub struct Waiter {
     random: Arc<dyn RandomSource>,
 }
 
+impl Default for Waiter {
+    /// A waiter with the default [`PollPolicy`] on real time.
+    fn default() -> Self {
+        Self::new(PollPolicy::default())
+    }
+}
+
 impl Waiter {
     /// A waiter on real time with an OS-seeded random source.
     pub fn new(policy: PollPolicy) -> Self {
