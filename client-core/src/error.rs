@@ -206,6 +206,67 @@ impl Error {
         }
     }
 
+    /// A copy of this error, for handing one failure to several waiters.
+    /// The source of an [`Error::Io`] keeps its kind and message.
+    pub fn duplicate(&self) -> Error {
+        match self {
+            Error::Api(e) => Error::Api(e.clone()),
+            Error::Transport {
+                kind,
+                method,
+                url,
+                message,
+            } => Error::Transport {
+                kind: *kind,
+                method: method.clone(),
+                url: url.clone(),
+                message: message.clone(),
+            },
+            Error::Auth { message, status } => Error::Auth {
+                message: message.clone(),
+                status: *status,
+            },
+            Error::RefreshTokenSpent { reason } => Error::RefreshTokenSpent {
+                reason: reason.clone(),
+            },
+            Error::Decode {
+                url,
+                message,
+                body_snippet,
+            } => Error::Decode {
+                url: url.clone(),
+                message: message.clone(),
+                body_snippet: body_snippet.clone(),
+            },
+            Error::RetriesExhausted {
+                attempts,
+                elapsed,
+                last,
+            } => Error::RetriesExhausted {
+                attempts: *attempts,
+                elapsed: *elapsed,
+                last: Box::new(last.duplicate()),
+            },
+            Error::Timeout { elapsed, polls } => Error::Timeout {
+                elapsed: *elapsed,
+                polls: *polls,
+            },
+            Error::JobFailed { details } => Error::JobFailed {
+                details: details.clone(),
+            },
+            Error::Download { url, message } => Error::Download {
+                url: url.clone(),
+                message: message.clone(),
+            },
+            Error::Io { context, source } => Error::Io {
+                context: context.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            Error::Config(m) => Error::Config(m.clone()),
+            Error::InvalidRequest(m) => Error::InvalidRequest(m.clone()),
+        }
+    }
+
     /// Builds an [`Error::Io`] with a context.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {

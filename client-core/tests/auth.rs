@@ -100,6 +100,45 @@ async fn fifty_concurrent_calls_with_an_expired_token_make_one_token_request() {
 }
 
 #[tokio::test]
+async fn callers_waiting_on_a_failing_refresh_share_its_error() {
+    let server = MockServer::start().await;
+    Mock::given(path("/ids/auth/login"))
+        .respond_with(
+            ResponseTemplate::new(401)
+                .set_body_json(serde_json::json!({
+                    "error": "invalid_client", "error_description": "unknown client"
+                }))
+                // slow enough that every caller is queued before it answers
+                .set_delay(Duration::from_millis(100)),
+        )
+        .mount(&server)
+        .await;
+    let rig = Rig::new();
+    let cache = Arc::new(dap_cache(&server, &rig));
+    let calls: Vec<_> = (0..50)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.token().await })
+        })
+        .collect();
+    for call in calls {
+        let err = call.await.unwrap().unwrap_err();
+        assert!(
+            matches!(&err, Error::Auth { message, .. } if message.contains("unknown client")),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        1,
+        "one failed refresh, shared"
+    );
+    // a later call tries again
+    cache.token().await.unwrap_err();
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
 async fn tokens_are_refreshed_a_margin_before_expiry() {
     let server = MockServer::start().await;
     let issued = mount_tokens(&server, 3600).await;

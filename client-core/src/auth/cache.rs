@@ -2,13 +2,14 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 
 use super::{AccessToken, TokenProvider};
-use crate::Result;
 use crate::time::{Clock, SystemClock};
+use crate::{Error, Result};
 
 /// A token freshly obtained from a token endpoint.
 #[derive(Clone)]
@@ -55,6 +56,14 @@ struct Cached {
     refresh_at: Option<Instant>,
 }
 
+/// What the lock protects.
+#[derive(Default)]
+struct Slot {
+    cached: Option<Cached>,
+    /// The error of the last fetch, if it failed, tagged with its number.
+    failure: Option<(u64, Error)>,
+}
+
 /// Caches the token of a [`TokenGrant`] and refreshes it shortly before it
 /// expires.
 ///
@@ -63,9 +72,9 @@ struct Cached {
 ///   minutes) of its lifetime remains, but never before half its lifetime has
 ///   passed, so short-lived tokens are still reused.
 /// - **Single flight**: the refresh runs under a lock; concurrent callers wait
-///   for it and then share its result, so a burst of calls with an expired
-///   token makes exactly one token request. This matters for rotating
-///   refresh tokens, which must never be traded twice.
+///   for it and then share its result (the token, or the error), so a burst
+///   of calls with an expired token makes exactly one token request. This
+///   matters for rotating refresh tokens, which must never be traded twice.
 /// - **Invalidation**: [`TokenProvider::invalidate`] drops the token the
 ///   server rejected (and only that one), so the next call refreshes.
 ///
@@ -87,7 +96,10 @@ pub struct TokenCache {
     grant: Arc<dyn TokenGrant>,
     clock: Arc<dyn Clock>,
     margin: Duration,
-    slot: tokio::sync::Mutex<Option<Cached>>,
+    slot: tokio::sync::Mutex<Slot>,
+    /// Number of finished fetches; read before queueing for the lock, so a
+    /// caller can tell whether a fetch finished while it waited.
+    fetches: AtomicU64,
 }
 
 impl TokenCache {
@@ -105,7 +117,8 @@ impl TokenCache {
             grant,
             clock: Arc::new(SystemClock),
             margin: Self::DEFAULT_REFRESH_MARGIN,
-            slot: tokio::sync::Mutex::new(None),
+            slot: tokio::sync::Mutex::new(Slot::default()),
+            fetches: AtomicU64::new(0),
         }
     }
 
@@ -148,31 +161,54 @@ impl fmt::Debug for TokenCache {
 #[async_trait::async_trait]
 impl TokenProvider for TokenCache {
     async fn token(&self) -> Result<AccessToken> {
+        let seen = self.fetches.load(Ordering::Acquire);
         // Holding the lock across the fetch is the single flight: callers
         // queue here and find the fresh token when they get the lock.
         let mut slot = self.slot.lock().await;
-        if let Some(cached) = slot.as_ref() {
+        if let Some(cached) = &slot.cached {
             let fresh = cached.refresh_at.is_none_or(|at| self.clock.now() < at);
             if fresh {
                 return Ok(cached.token.clone());
             }
         }
+        // A fetch that failed while we queued answers for us too, so a
+        // failing token endpoint sees one request per burst, not one per caller.
+        let finished = self.fetches.load(Ordering::Acquire);
+        if let Some((n, error)) = &slot.failure
+            && finished != seen
+            && *n == finished
+        {
+            return Err(error.duplicate());
+        }
         // Measured before the request, so the computed expiry errs early.
         let obtained_at = self.clock.now();
-        let granted = self.grant.fetch().await?;
-        let entry = self.cache_entry(granted, obtained_at);
-        let token = entry.token.clone();
-        *slot = Some(entry);
-        Ok(token)
+        let outcome = self.grant.fetch().await;
+        let number = self.fetches.fetch_add(1, Ordering::AcqRel) + 1;
+        match outcome {
+            Ok(granted) => {
+                let entry = self.cache_entry(granted, obtained_at);
+                let token = entry.token.clone();
+                *slot = Slot {
+                    cached: Some(entry),
+                    failure: None,
+                };
+                Ok(token)
+            }
+            Err(error) => {
+                slot.failure = Some((number, error.duplicate()));
+                Err(error)
+            }
+        }
     }
 
     async fn invalidate(&self, rejected: &AccessToken) {
         let mut slot = self.slot.lock().await;
         if slot
+            .cached
             .as_ref()
             .is_some_and(|c| c.token.same_token_as(rejected))
         {
-            *slot = None;
+            slot.cached = None;
         }
     }
 }
