@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use client_core::http::{Multipart, Part, Request};
 use futures::StreamExt;
 
-use crate::client::Client;
+use crate::client::{Client, with_stage};
 use crate::error::{Error, Result};
-use crate::operation::OperationId;
+use crate::operation::{OperationId, Stage};
 
 /// One data source file to upload.
 ///
@@ -26,6 +26,7 @@ pub struct Upload {
     path: PathBuf,
     name: String,
     validation: Option<bool>,
+    stage: Option<Stage>,
 }
 
 impl Upload {
@@ -46,6 +47,7 @@ impl Upload {
             path,
             name,
             validation: None,
+            stage: None,
         })
     }
 
@@ -59,6 +61,13 @@ impl Upload {
     /// validation (the server's default applies when unset).
     pub fn validation(mut self, validate: bool) -> Self {
         self.validation = Some(validate);
+        self
+    }
+
+    /// Targets a stage explicitly. The documented upload call sends no
+    /// `stage` (the server's default applies); set one to be explicit.
+    pub fn stage(mut self, stage: Stage) -> Self {
+        self.stage = Some(stage);
         self
     }
 
@@ -143,9 +152,16 @@ impl Client {
             "file",
             Part::file(upload.path.clone()).file_name(upload.name.clone()),
         );
-        let mut req = Request::post(self.route("data/sources")).multipart(form);
+        // Uploading a data source again replaces it, so a retry after a
+        // dropped connection is safe (the file is re-opened and sent whole).
+        let mut req = Request::post(self.route("data/sources"))
+            .multipart(form)
+            .idempotent(true);
         if let Some(v) = upload.validation {
             req = req.query("validation", v);
+        }
+        if let Some(stage) = upload.stage {
+            req = with_stage(req, stage);
         }
         tracing::info!(app = %self.small_app, name = %upload.name, bytes = meta.len(), "uploading a Toucan data source");
         let response = self.http.send(req).await?;
