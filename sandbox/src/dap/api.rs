@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound as _, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
@@ -310,7 +310,8 @@ fn create_job(
         return Ok(job.document());
     }
     let id = uuid::Uuid::new_v4().to_string();
-    let created = Utc::now();
+    // Whole seconds: some clients' ISO parsers reject nanosecond fractions.
+    let created = Utc::now().trunc_subsecs(0);
     let ttl = i64::try_from(state.config.job_ttl_secs).unwrap_or(86_400);
     let mut failure = None;
     if state
