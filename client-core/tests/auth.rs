@@ -705,3 +705,14 @@ async fn the_clients_credentials_never_go_to_another_host() {
     assert!(got.iter().all(|r| authorization(r).is_none()));
     assert_eq!(issued.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn a_wrong_token_url_says_so() {
+    let server = MockServer::start().await; // nothing mounted: every path is 404
+    let rig = Rig::new();
+    let err = dap_cache(&server, &rig).token().await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Auth { status: Some(404), message } if message.contains("check the token URL")),
+        "{err}"
+    );
+}

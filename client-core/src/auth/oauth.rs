@@ -83,6 +83,12 @@ pub(crate) async fn exchange(
         (None, None) if parsed.is_none() => snippet(&body, 200),
         (None, None) => String::new(),
     };
+    // A missing endpoint is a configuration problem, not a credential one.
+    let advice = if matches!(status, 404 | 405) {
+        "check the token URL"
+    } else {
+        advice
+    };
     Err(Error::Auth {
         message: format!("token endpoint {method} {url} returned HTTP {status}: {what}; {advice}"),
         status: Some(status),
