@@ -187,7 +187,24 @@ impl Client {
 
     /// Sends an API request and decodes a JSON success body, mapping error
     /// statuses through the DAP error taxonomy.
+    ///
+    /// The core retries until response headers arrive; a body that then
+    /// breaks off is retried here (all DAP calls are safe to repeat: reads,
+    /// and job creation and URL requests, which the server de-duplicates).
     pub(crate) async fn call<T: DeserializeOwned>(&self, request: Request) -> Result<T> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.call_once(request.clone()).await {
+                Err(Error::Http(e)) if attempt < BODY_ATTEMPTS && is_broken_body(&e) => {
+                    tracing::warn!(attempt, error = %e, "response body broke off; sending the request again");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn call_once<T: DeserializeOwned>(&self, request: Request) -> Result<T> {
         let method = request.method().to_string();
         let response = self.inner.http.execute(request).await?;
         let status = response.status();
@@ -210,6 +227,16 @@ impl Client {
             body_snippet: client_core::error::snippet(&body, 512),
         })
     }
+}
+
+/// Attempts of one API call when its body breaks off after the headers.
+const BODY_ATTEMPTS: u32 = 3;
+
+fn is_broken_body(e: &client_core::Error) -> bool {
+    matches!(
+        e,
+        client_core::Error::Transport { .. } | client_core::Error::Download { .. }
+    )
 }
 
 impl std::fmt::Debug for Inner {
