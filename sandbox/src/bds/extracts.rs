@@ -98,6 +98,7 @@ impl Timeline {
     /// Moves the clock without publishing anything.
     pub fn advance_clock(&mut self, by: Duration) {
         self.now += by;
+        self.apply_diff_retention();
     }
 
     fn publish(&mut self, full: bool, queued: DateTime<Utc>) {
@@ -127,7 +128,8 @@ impl Timeline {
     pub fn publish_day(&mut self) {
         self.day += 1;
         self.generation += 1;
-        let day_start = epoch() + Duration::days(i64::from(self.day));
+        // `now` is past every queued time, so a clock moved by hand keeps queue order monotonic.
+        let day_start = (epoch() + Duration::days(i64::from(self.day))).max(self.now);
         self.publish(false, day_start);
         if self.schedule.full_every_days > 0
             && self.day.is_multiple_of(self.schedule.full_every_days)
@@ -288,6 +290,24 @@ mod tests {
             .find(full, epoch().timestamp())
             .expect("gen 0 full is still known");
         assert!(first.expired);
+    }
+
+    #[test]
+    fn queue_order_stays_monotonic_when_the_clock_is_moved_by_hand() {
+        let mut t = Timeline::new(schedule());
+        t.publish_day();
+        t.advance_clock(Duration::days(3));
+        t.publish_full_now();
+        t.publish_day();
+        let queued: Vec<_> = t
+            .all()
+            .iter()
+            .filter(|e| e.dataset == 0)
+            .map(|e| (e.queued, e.generation, e.full))
+            .collect();
+        assert!(queued.windows(2).all(|w| w[0].0 <= w[1].0), "{queued:?}");
+        let last = queued.last().expect("extracts");
+        assert_eq!((last.1, last.2), (2, false));
     }
 
     #[test]

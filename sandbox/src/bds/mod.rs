@@ -17,6 +17,8 @@
 //!   `client_id`/`client_secret` in the form. Refresh tokens are single-use: each grant returns
 //!   a new one and the old one answers 400 `{"error":"invalid_grant"}`. Access tokens live
 //!   `access_token_ttl_secs` of *virtual* time (or `token_ttl_secs` from the fault knobs).
+//!   Publishing a day moves the virtual clock a day, so access tokens issued before are
+//!   expired afterwards (401); clients refresh as they would in production.
 //!   The granted scope is the requested one (default: the three BDS scopes); routes check it
 //!   and answer 403 without `Retry-After` when it is missing (a permission error).
 //! - **Extracts.** Four data sets (User Enrollments, Users, Organizational Units, Grade
