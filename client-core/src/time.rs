@@ -56,7 +56,9 @@ impl Default for ManualClock {
 impl ManualClock {
     /// A clock starting at the real current instant.
     pub fn new() -> Self {
-        Self { now: Arc::new(Mutex::new(Instant::now())) }
+        Self {
+            now: Arc::new(Mutex::new(Instant::now())),
+        }
     }
 
     /// Moves the clock forward.
@@ -88,19 +90,28 @@ impl RecordingSleeper {
 
     /// A sleeper that also advances `clock` by each delay.
     pub fn with_clock(clock: ManualClock) -> Self {
-        Self { sleeps: Arc::default(), clock: Some(clock) }
+        Self {
+            sleeps: Arc::default(),
+            clock: Some(clock),
+        }
     }
 
     /// The delays requested so far, in order.
     pub fn sleeps(&self) -> Vec<Duration> {
-        self.sleeps.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.sleeps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
 #[async_trait::async_trait]
 impl Sleeper for RecordingSleeper {
     async fn sleep(&self, duration: Duration) {
-        self.sleeps.lock().unwrap_or_else(|e| e.into_inner()).push(duration);
+        self.sleeps
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(duration);
         if let Some(clock) = &self.clock {
             clock.advance(duration);
         }
@@ -119,7 +130,10 @@ mod tests {
         let sleeper = RecordingSleeper::with_clock(clock.clone());
         sleeper.sleep(Duration::from_secs(3)).await;
         sleeper.sleep(Duration::from_millis(500)).await;
-        assert_eq!(sleeper.sleeps(), vec![Duration::from_secs(3), Duration::from_millis(500)]);
+        assert_eq!(
+            sleeper.sleeps(),
+            vec![Duration::from_secs(3), Duration::from_millis(500)]
+        );
         assert_eq!(clock.now() - start, Duration::from_millis(3500));
     }
 }
