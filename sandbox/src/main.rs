@@ -33,8 +33,8 @@ struct Args {
     /// Rows per DAP snapshot part.
     #[arg(long, default_value_t = 100_000)]
     dap_rows_per_part: u64,
-    /// Polls a DAP job answers `waiting`, then `running`.
-    #[arg(long, value_delimiter = ',', num_args = 2, default_values_t = vec![1u32, 1u32])]
+    /// Polls a DAP job answers `waiting`, then `running`, as `W,R`.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1u32, 1u32])]
     dap_pacing: Vec<u32>,
     /// Enforce the documented per-endpoint DAP rate limits (5 jobs/min, ...).
     #[arg(long)]
@@ -85,9 +85,10 @@ fn config(args: &Args) -> Result<SandboxConfig, String> {
                 if !args.dap_tables.is_empty() {
                     dap = dap.with_tables(args.dap_tables.clone());
                 }
-                if let [waiting, running] = args.dap_pacing[..] {
-                    dap = dap.with_pacing(waiting, running);
-                }
+                let [waiting, running] = args.dap_pacing[..] else {
+                    return Err("--dap-pacing takes two numbers: W,R".to_owned());
+                };
+                dap = dap.with_pacing(waiting, running);
                 if args.dap_rate_limits {
                     dap.rate_limits = RateLimits::documented();
                 }
