@@ -396,6 +396,47 @@ async fn downloads_redirect_to_another_origin_that_refuses_bearer_tokens() {
     let bytes = ok.bytes().await.expect("bytes");
     assert_eq!(Some(bytes.len() as u64), full["DownloadSize"].as_u64());
 
+    // Resumable: a Range request (with a matching If-Range) continues where a transfer broke.
+    let etag = {
+        let head = t.http.get(&location).send().await.expect("blob");
+        head.headers()["etag"].to_str().expect("etag").to_owned()
+    };
+    let rest = t
+        .http
+        .get(&location)
+        .header("Range", "bytes=10-")
+        .header("If-Range", &etag)
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(rest.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        rest.headers()["content-range"].to_str().expect("ascii"),
+        format!("bytes 10-{}/{}", bytes.len() - 1, bytes.len())
+    );
+    assert_eq!(rest.bytes().await.expect("bytes").as_ref(), &bytes[10..]);
+    let stale = t
+        .http
+        .get(&location)
+        .header("Range", "bytes=10-")
+        .header("If-Range", "\"other\"")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(
+        stale.status(),
+        StatusCode::OK,
+        "a changed validator restarts from zero"
+    );
+    let beyond = t
+        .http
+        .get(&location)
+        .header("Range", format!("bytes={}-", bytes.len()))
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(beyond.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+
     let tampered = location.replace("X-Amz-Signature=", "X-Amz-Signature=00");
     assert_eq!(
         t.http

@@ -37,7 +37,7 @@
 //!   "Only one auth mechanism allowed", counted in [`Stats`]), a bad signature (403
 //!   `SignatureDoesNotMatch`) and an expired URL (403 `AccessDenied`, "Request has expired").
 //!   The body is the ZIP (one CSV, see [`zipcache`]) streamed from a temp cache with
-//!   `Content-Length`.
+//!   `Content-Length`, an `ETag`, and single `Range` requests (`If-Range` honoured) answered 206.
 //! - **Rate limits.** Every authenticated API call costs `request_cost` credits from a bucket
 //!   of `credits_per_minute` that refills a (real) minute after its first use; answers carry
 //!   `X-Rate-Limit-Remaining`, `X-Rate-Limit-Reset` and `X-Request-Cost`. An empty bucket
