@@ -54,6 +54,10 @@ pub struct SandboxConfig {
     pub dap: Option<dap::DapConfig>,
     /// The fake Brightspace Data Sets tenant.
     pub bds: Option<bds::BdsConfig>,
+    /// The fake LiquidAnalytics batch API.
+    pub ld: Option<ld::LdConfig>,
+    /// The fake Toucan Toco API.
+    pub toucan: Option<toucan::ToucanConfig>,
 }
 
 impl Default for SandboxConfig {
@@ -62,6 +66,8 @@ impl Default for SandboxConfig {
         Self {
             dap: Some(dap::DapConfig::default()),
             bds: Some(bds::BdsConfig::default()),
+            ld: Some(ld::LdConfig::default()),
+            toucan: Some(toucan::ToucanConfig::default()),
         }
     }
 }
@@ -72,6 +78,8 @@ impl SandboxConfig {
         Self {
             dap: None,
             bds: None,
+            ld: None,
+            toucan: None,
         }
     }
 
@@ -84,6 +92,18 @@ impl SandboxConfig {
     /// Runs the BDS service with this configuration.
     pub fn with_bds(mut self, config: bds::BdsConfig) -> Self {
         self.bds = Some(config);
+        self
+    }
+
+    /// Runs the LD service with this configuration.
+    pub fn with_ld(mut self, config: ld::LdConfig) -> Self {
+        self.ld = Some(config);
+        self
+    }
+
+    /// Runs the Toucan service with this configuration.
+    pub fn with_toucan(mut self, config: toucan::ToucanConfig) -> Self {
+        self.toucan = Some(config);
         self
     }
 }
@@ -106,6 +126,10 @@ pub struct Sandbox {
     pub dap: Option<dap::DapServer>,
     /// The fake BDS tenant, if started.
     pub bds: Option<bds::BdsServer>,
+    /// The fake LD batch API, if started.
+    pub ld: Option<ld::LdServer>,
+    /// The fake Toucan API, if started.
+    pub toucan: Option<toucan::ToucanServer>,
 }
 
 impl Sandbox {
@@ -119,7 +143,20 @@ impl Sandbox {
             Some(c) => Some(bds::start(c, Faults::new(), Stats::new()).await?),
             None => None,
         };
-        Ok(Self { dap, bds })
+        let ld = match config.ld {
+            Some(c) => Some(ld::start(c, Faults::new(), Stats::new()).await?),
+            None => None,
+        };
+        let toucan = match config.toucan {
+            Some(c) => Some(toucan::start(c, Faults::new(), Stats::new()).await?),
+            None => None,
+        };
+        Ok(Self {
+            dap,
+            bds,
+            ld,
+            toucan,
+        })
     }
 
     /// URLs and (fake) credentials of every running service as one JSON object, with the
@@ -155,6 +192,40 @@ impl Sandbox {
                         "D2L_CLIENT_ID": creds.client_id,
                         "D2L_CLIENT_SECRET": creds.client_secret,
                         "D2L_REFRESH_TOKEN": creds.refresh_token,
+                    },
+                    "credentials": creds,
+                }),
+            );
+        }
+        if let Some(ld) = &self.ld {
+            let creds = ld.credentials();
+            out.insert(
+                "ld".into(),
+                json!({
+                    "base_url": ld.base_url(),
+                    "env": {
+                        "LD_BASE_URL": creds.base_url,
+                        "LD_CLIENT_ID": creds.client_id,
+                        "LD_CLIENT_SECRET": creds.client_secret,
+                        "LD_USERNAME": creds.username,
+                        "LD_PASSWORD": creds.password,
+                        "LD_COMMUNITY": creds.community,
+                    },
+                    "credentials": creds,
+                }),
+            );
+        }
+        if let Some(toucan) = &self.toucan {
+            let creds = toucan.credentials();
+            out.insert(
+                "toucan".into(),
+                json!({
+                    "base_url": toucan.base_url(),
+                    "env": {
+                        "TOUCAN_API_URL": creds.api_url,
+                        "TOUCAN_SMALL_APP": creds.small_app,
+                        "TOUCAN_USERNAME": creds.username,
+                        "TOUCAN_PASSWORD": creds.password,
                     },
                     "credentials": creds,
                 }),

@@ -10,12 +10,12 @@ use clap::Parser;
 use sandbox::dap::{DapConfig, RateLimits, TableSpec};
 use sandbox::{Sandbox, SandboxConfig};
 
-/// Wire-faithful fake servers of DAP and Brightspace Data Sets on 127.0.0.1.
+/// Wire-faithful fake servers of DAP, Brightspace Data Sets, LD batch jobs and Toucan on 127.0.0.1.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
     /// Services to run (comma-separated).
-    #[arg(long, value_delimiter = ',', default_values_t = vec!["dap".to_owned(), "bds".to_owned()])]
+    #[arg(long, value_delimiter = ',', default_values_t = ["dap", "bds", "ld", "toucan"].map(String::from).to_vec())]
     services: Vec<String>,
     /// Data seed of every service.
     #[arg(long, default_value_t = 1)]
@@ -58,6 +58,13 @@ struct Args {
     /// Rows of every BDS data set at generation 0.
     #[arg(long)]
     bds_rows: Option<u64>,
+
+    /// LD port (0 = free port).
+    #[arg(long, default_value_t = 0)]
+    ld_port: u16,
+    /// Toucan port (0 = free port).
+    #[arg(long, default_value_t = 0)]
+    toucan_port: u16,
 }
 
 fn parse_table(text: &str) -> Result<TableSpec, String> {
@@ -109,7 +116,25 @@ fn config(args: &Args) -> Result<SandboxConfig, String> {
                 }
                 config = config.with_bds(bds);
             }
-            other => return Err(format!("unknown service `{other}` (known: dap, bds)")),
+            "ld" => {
+                config = config.with_ld(sandbox::ld::LdConfig {
+                    port: args.ld_port,
+                    seed: args.seed,
+                    ..Default::default()
+                });
+            }
+            "toucan" => {
+                config = config.with_toucan(sandbox::toucan::ToucanConfig {
+                    port: args.toucan_port,
+                    seed: args.seed,
+                    ..Default::default()
+                });
+            }
+            other => {
+                return Err(format!(
+                    "unknown service `{other}` (known: dap, bds, ld, toucan)"
+                ));
+            }
         }
     }
     Ok(config)
