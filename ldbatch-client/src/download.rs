@@ -76,9 +76,10 @@ impl Client {
     }
 }
 
-/// The link's last path segment when it is a plain file name; otherwise
-/// `<job id>-<n>.<ext>`. With several links, names are prefixed by their
-/// position so two links ending alike do not overwrite each other.
+/// The link's last path segment when it is a plain file name with an
+/// extension; otherwise `<job id>.<ext>` (the format's extension). With
+/// several links, names are prefixed by their position so two links ending
+/// alike do not overwrite each other.
 fn file_name_for(link: &str, job_id: &str, index: usize, count: usize, job: &Job) -> String {
     let ext = job
         .content_type
@@ -91,12 +92,12 @@ fn file_name_for(link: &str, job_id: &str, index: usize, count: usize, job: &Job
             u.path_segments()
                 .and_then(|mut s| s.next_back().map(str::to_string))
         })
-        .filter(|n| is_plain_name(n));
+        .filter(|n| is_plain_name(n) && n.contains('.'));
     let safe_job: String = job_id
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .collect();
-    let base = from_url.unwrap_or_else(|| format!("{safe_job}-{}.{ext}", index + 1));
+    let base = from_url.unwrap_or_else(|| format!("{safe_job}.{ext}"));
     if count > 1 {
         format!("{:03}-{base}", index + 1)
     } else {
@@ -127,17 +128,13 @@ mod tests {
     #[test]
     fn names_come_from_the_url_or_the_job() {
         let j = job();
+        let name = |link: &str, id: &str, i: usize, n: usize| file_name_for(link, id, i, n, &j);
         assert_eq!(
-            file_name_for("https://s3.example/b/out.json?X-Sig=1", "j", 0, 1, &j),
+            name("https://s3.example/b/out.json?X-Sig=1", "j", 0, 1),
             "out.json"
         );
-        assert_eq!(
-            file_name_for("https://s3.example/b/..", "ab/../c", 0, 1, &j),
-            "abc-1.json"
-        );
-        assert_eq!(
-            file_name_for("https://s3.example/", "j", 1, 2, &j),
-            "002-j-2.json"
-        );
+        assert_eq!(name("https://s3.example/b/..", "ab/../c", 0, 1), "abc.json");
+        assert_eq!(name("https://s3.example/", "j", 1, 2), "002-j.json");
+        assert_eq!(name("https://ld.example/dl/j/5f3a9c", "j", 0, 1), "j.json");
     }
 }

@@ -184,13 +184,27 @@ impl Client {
     /// one outcome per file in the input order. One file failing does not
     /// stop the others.
     pub async fn upload_all(&self, uploads: Vec<Upload>, concurrency: usize) -> Vec<UploadOutcome> {
+        self.upload_all_with(uploads, concurrency, |_| {}).await
+    }
+
+    /// Like [`Client::upload_all`], calling `on_done` as each file finishes
+    /// (in completion order), e.g. to advance a progress bar.
+    pub async fn upload_all_with(
+        &self,
+        uploads: Vec<Upload>,
+        concurrency: usize,
+        on_done: impl Fn(&UploadOutcome) + Sync,
+    ) -> Vec<UploadOutcome> {
+        let on_done = &on_done;
         futures::stream::iter(uploads)
             .map(|upload| async move {
                 let result = self.upload(&upload).await;
                 if let Err(e) = &result {
                     tracing::warn!(name = %upload.name, error = %e, "Toucan upload failed");
                 }
-                UploadOutcome { upload, result }
+                let outcome = UploadOutcome { upload, result };
+                on_done(&outcome);
+                outcome
             })
             .buffered(concurrency.max(1))
             .collect()
