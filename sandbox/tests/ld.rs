@@ -407,6 +407,28 @@ async fn control_forces_failures_and_rejections() {
         ))
         .await;
     assert_eq!(t.walk(&id(&job)).await.1["status"], "Completed");
+    // The same through the Rust API.
+    t.server.force_next_job(ld::job::Fate::Reject("no".into()));
+    let job = t
+        .import_ok(import_form(
+            "application/json",
+            "Attendee",
+            b"[{}]".to_vec(),
+        ))
+        .await;
+    assert_eq!(t.walk(&id(&job)).await.1["reason"], "no");
+    let jobs = t.server.jobs();
+    assert_eq!(jobs.len(), 4);
+    let ld::job::JobKind::Import {
+        path: Some(path),
+        bytes,
+        ..
+    } = &jobs[3].kind
+    else {
+        panic!("an import with its stored file");
+    };
+    assert_eq!(std::fs::read(path).expect("stored upload"), b"[{}]");
+    assert_eq!(*bytes, 4);
     let bad = t
         .http
         .post(t.url("/__sandbox/ld/next-job"))

@@ -524,6 +524,21 @@ async fn control_makes_the_next_operations_fail() {
         t.walk(&id).await.last().map(String::as_str),
         Some("successful")
     );
+    t.server
+        .fail_next_operation(toucan::operation::FailAt::Running);
+    let id = t
+        .start_op(
+            "/operations?stage=staging",
+            json!({"operations": ["release"]}),
+        )
+        .await;
+    assert_eq!(t.walk(&id).await.last().map(String::as_str), Some("failed"));
+    let ops = t.server.operations();
+    assert_eq!(ops.len(), 4);
+    assert_eq!(
+        ops.last().map(|o| o.status),
+        Some(toucan::operation::OpStatus::Failed)
+    );
     let bad = t
         .http
         .post(format!("{base}/__sandbox/toucan/fail-next"))

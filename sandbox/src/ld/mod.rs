@@ -166,6 +166,14 @@ impl LdServer {
     pub fn stats(&self) -> &Stats {
         &self.state.stats
     }
+    /// Every job so far (imports keep their stored file's path, size and SHA-256).
+    pub fn jobs(&self) -> Vec<job::Job> {
+        self.state.lock().jobs.clone()
+    }
+    /// Makes the next valid job end with `fate` instead of completing.
+    pub fn force_next_job(&self, fate: job::Fate) {
+        self.state.lock().forced.push_back(fate);
+    }
 }
 
 /// Injected faults in LD's error format.

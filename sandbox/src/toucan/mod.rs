@@ -151,6 +151,14 @@ impl ToucanServer {
     pub fn storage_dir(&self) -> &std::path::Path {
         self.state.dir.path()
     }
+    /// Makes the next operation fail at the given point.
+    pub fn fail_next_operation(&self, at: operation::FailAt) {
+        self.state.lock().forced.push_back(at);
+    }
+    /// Every operation so far.
+    pub fn operations(&self) -> Vec<operation::Operation> {
+        self.state.lock().operations.clone()
+    }
     /// Every stored data-source file.
     pub fn uploads(&self) -> Vec<UploadRecord> {
         self.state.lock().uploads.clone()
