@@ -9,8 +9,6 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use zip::ZipArchive;
 
@@ -140,9 +138,9 @@ impl ExtractArchive {
     /// Reads the CSV as rows, mapped by header name. Blocking: call it from
     /// `spawn_blocking` in async code, or use [`crate::rows::read_batches`].
     pub fn rows(&mut self) -> Result<CsvRows<'_>> {
-        let (entry_name, path) = (self.entry_name.clone(), self.path.clone());
+        let (entry_name, path, limits) = (self.entry_name.clone(), self.path.clone(), self.limits);
         let reader = self.open_guarded()?;
-        CsvRows::new(reader, entry_name, path)
+        CsvRows::new(reader, entry_name, path, limits)
     }
 
     /// Decompresses the CSV into `dir` (created if missing) under its entry
@@ -169,8 +167,7 @@ impl ExtractArchive {
             )
         })?;
         let (path, entry) = (self.path.clone(), self.entry_name.clone());
-        // A raw copy has no record boundaries; only the total is capped.
-        let mut reader = self.open_guarded()?.without_record_limit();
+        let mut reader = self.open_guarded()?;
         io::copy(&mut reader, temp.as_file_mut()).map_err(|e| read_error(&path, &entry, e))?;
         temp.as_file()
             .sync_all()
@@ -219,11 +216,6 @@ pub(crate) fn read_error(path: &Path, entry: &str, e: io::Error) -> BdsError {
             entry: entry.to_string(),
             limit: *limit,
             detail: "more bytes than declared were produced".to_string(),
-        },
-        Some(Tripped::Record { limit, line }) => BdsError::RecordTooLarge {
-            entry: entry.to_string(),
-            line: *line,
-            limit: *limit,
         },
         None => BdsError::Archive {
             path: path.to_path_buf(),
@@ -304,48 +296,23 @@ fn check_declared_size(
 #[derive(Debug)]
 pub(crate) enum Tripped {
     Uncompressed { limit: u64 },
-    Record { limit: u64, line: u64 },
 }
 
 impl std::fmt::Display for Tripped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Tripped::Uncompressed { limit } => write!(f, "decompressed data exceeds {limit} bytes"),
-            Tripped::Record { limit, line } => {
-                write!(f, "record at line {line} exceeds {limit} bytes")
-            }
         }
     }
 }
 
 impl std::error::Error for Tripped {}
 
-/// Where the current CSV record started, published by the row reader so the
-/// guard can bound a single record's size while the parser buffers it.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct RecordStart {
-    byte: Arc<AtomicU64>,
-    line: Arc<AtomicU64>,
-}
-
-impl RecordStart {
-    pub(crate) fn set(&self, byte: u64, line: u64) {
-        self.byte.store(byte, Ordering::Relaxed);
-        self.line.store(line, Ordering::Relaxed);
-    }
-}
-
-/// How far the CSV parser may read ahead of the record it is parsing.
-pub(crate) const PARSER_BUFFER: usize = 64 << 10;
-
-/// Strips a UTF-8 BOM and counts bytes, failing once the total or the
-/// current record exceeds its cap.
+/// Strips a UTF-8 BOM and counts bytes, failing once the total exceeds its cap.
 pub(crate) struct GuardedReader<R> {
     inner: io::Chain<io::Cursor<Vec<u8>>, R>,
     produced: u64,
-    limits: ArchiveLimits,
-    record_start: RecordStart,
-    check_records: bool,
+    limit: u64,
 }
 
 impl<R: Read> GuardedReader<R> {
@@ -358,19 +325,8 @@ impl<R: Read> GuardedReader<R> {
         Ok(GuardedReader {
             inner: io::Cursor::new(head).chain(inner),
             produced: 0,
-            limits,
-            record_start: RecordStart::default(),
-            check_records: true,
+            limit: limits.max_uncompressed_bytes,
         })
-    }
-
-    fn without_record_limit(mut self) -> Self {
-        self.check_records = false;
-        self
-    }
-
-    pub(crate) fn record_start(&self) -> RecordStart {
-        self.record_start.clone()
     }
 }
 
@@ -378,23 +334,9 @@ impl<R: Read> Read for GuardedReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.produced += n as u64;
-        if self.produced > self.limits.max_uncompressed_bytes {
+        if self.produced > self.limit {
             return Err(io::Error::other(Tripped::Uncompressed {
-                limit: self.limits.max_uncompressed_bytes,
-            }));
-        }
-        let in_record = self.produced
-            - self
-                .record_start
-                .byte
-                .load(Ordering::Relaxed)
-                .min(self.produced);
-        if self.check_records && in_record > self.limits.max_record_bytes + 2 * PARSER_BUFFER as u64
-        {
-            let line = self.record_start.line.load(Ordering::Relaxed);
-            return Err(io::Error::other(Tripped::Record {
-                limit: self.limits.max_record_bytes,
-                line,
+                limit: self.limit,
             }));
         }
         Ok(n)

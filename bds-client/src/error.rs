@@ -166,6 +166,18 @@ pub enum BdsError {
         source: std::io::Error,
     },
 
+    /// A database operation of the sync failed.
+    #[cfg(feature = "sql")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sql")))]
+    #[error("database error while syncing {data_set}: {source}")]
+    Sql {
+        /// The data set being synced.
+        data_set: String,
+        /// The sink's error (boxed: it is large).
+        #[source]
+        source: Box<sql_sink::Error>,
+    },
+
     /// A background task died (a bug or a panic in a callback).
     #[error("background task failed: {0}")]
     Task(String),

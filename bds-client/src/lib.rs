@@ -8,7 +8,11 @@ pub mod error;
 pub mod known;
 pub mod model;
 pub mod plan;
+mod record;
 pub mod rows;
+#[cfg(feature = "sql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sql")))]
+pub mod sync;
 
 pub use archive::{ArchiveLimits, ExtractArchive};
 pub use client::{Client, ClientBuilder, DataSetExtracts, RateLimitStatus};
@@ -20,5 +24,5 @@ pub use known::{KNOWN_DATA_SETS, KnownDataSet, PrimaryKeys, find_known};
 pub use model::{
     BdsType, BrightspaceDataSet, DataSetReportInfo, DataSetSchema, Extract, PluginInfo,
 };
-pub use plan::{ApplyAction, Plan, PlanKind, PlanOptions, PlanStep, TableState, plan};
+pub use plan::{ApplyAction, Gap, Plan, PlanKind, PlanOptions, PlanStep, TableState, plan};
 pub use rows::{ColumnMap, CsvRows, Header, Row, RowBatch, read_batches};

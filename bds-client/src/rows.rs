@@ -1,21 +1,24 @@
 //! The CSV inside an extract, read as rows mapped by header name.
 //!
 //! Columns are found by name (case-insensitively), never by position: minor
-//! BDS versions append columns and major versions drop or reorder them. An
-//! empty field is `None` (SQL `NULL`); quoted fields may contain commas,
-//! `""` and newlines; a UTF-8 BOM is stripped.
+//! BDS versions append columns and major versions drop or reorder them. As in
+//! PostgreSQL's `COPY .. CSV`, an empty unquoted field is `None` (SQL `NULL`)
+//! and a quoted empty field `""` is the empty string; quoted fields may
+//! contain commas, `""` escapes and newlines; a UTF-8 BOM is stripped.
 
 use std::collections::HashMap;
-use std::io::Read;
-use std::path::PathBuf;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::Stream;
 
-use crate::archive::{
-    ArchiveLimits, ExtractArchive, GuardedReader, PARSER_BUFFER, RecordStart, read_error,
-};
+use crate::archive::{ArchiveLimits, ExtractArchive, GuardedReader, read_error};
 use crate::error::{BdsError, Result};
+use crate::record::{Record, RecordError, RecordReader};
+
+/// Read buffer of the CSV parser.
+const PARSER_BUFFER: usize = 256 << 10;
 
 /// The header row of an extract's CSV.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,18 +93,21 @@ impl ColumnMap {
 /// One data row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Row {
-    record: csv::StringRecord,
+    record: Record,
 }
 
 impl Row {
-    /// The raw field at `index` (`Some("")` for an empty field).
+    /// The raw field at `index` (`Some("")` for an empty field, quoted or not).
     pub fn get(&self, index: usize) -> Option<&str> {
-        self.record.get(index)
+        self.record.field(index).map(|(text, _)| text)
     }
 
-    /// The field at `index`, `None` when empty or absent (SQL `NULL`).
+    /// The field at `index` as SQL sees it: `None` (NULL) when it is absent or
+    /// empty and unquoted, `Some("")` for a quoted empty field.
     pub fn value(&self, index: usize) -> Option<&str> {
-        self.record.get(index).filter(|v| !v.is_empty())
+        self.record
+            .field(index)
+            .and_then(|(text, quoted)| (quoted || !text.is_empty()).then_some(text))
     }
 
     /// The wanted columns of `map`, in its order.
@@ -116,20 +122,22 @@ impl Row {
 
     /// Whether the row has no fields.
     pub fn is_empty(&self) -> bool {
-        self.record.is_empty()
+        self.record.len() == 0
     }
 
     /// Line where the row starts in the CSV (1-based).
     pub fn line(&self) -> u64 {
-        self.record.position().map_or(0, |p| p.line())
+        self.record.line()
     }
 }
 
-/// Rows of the CSV entry of an [`ExtractArchive`]; a blocking iterator.
+type Source<'a> = BufReader<GuardedReader<Box<dyn Read + Send + 'a>>>;
+
+/// Rows of a CSV (an [`ExtractArchive`]'s entry, or any reader); a blocking
+/// iterator.
 pub struct CsvRows<'a> {
-    reader: csv::Reader<GuardedReader<Box<dyn Read + Send + 'a>>>,
+    reader: RecordReader<Source<'a>>,
     header: Arc<Header>,
-    record_start: RecordStart,
     path: PathBuf,
 }
 
@@ -152,39 +160,36 @@ impl<'a> CsvRows<'a> {
         let path = PathBuf::from(name);
         let source = GuardedReader::new(Box::new(reader) as Box<dyn Read + Send + 'a>, limits)
             .map_err(|e| read_error(&path, name, e))?;
-        Self::new(source, name.to_string(), path)
+        Self::new(source, name.to_string(), path, limits)
     }
 
     pub(crate) fn new(
         source: GuardedReader<Box<dyn Read + Send + 'a>>,
         entry: String,
         path: PathBuf,
+        limits: ArchiveLimits,
     ) -> Result<Self> {
-        let record_start = source.record_start();
-        let mut reader = csv::ReaderBuilder::new()
-            .flexible(true)
-            .buffer_capacity(PARSER_BUFFER)
-            .from_reader(source);
-        let names = reader
-            .headers()
-            .map_err(|e| csv_error(&path, &entry, e))?
-            .clone();
-        if names.iter().all(|n| n.trim().is_empty()) {
+        let mut reader = RecordReader::new(
+            BufReader::with_capacity(PARSER_BUFFER, source),
+            limits.max_record_bytes,
+        );
+        let mut names = Record::default();
+        let found = reader
+            .read(&mut names)
+            .map_err(|e| record_error(&path, &entry, e))?;
+        if !found || names.fields().all(|n| n.trim().is_empty()) {
             return Err(BdsError::Csv {
                 entry,
                 line: 1,
                 message: "the CSV has no header row".to_string(),
             });
         }
-        let header = Arc::new(Header::new(entry, names.iter()));
-        let rows = CsvRows {
+        let header = Arc::new(Header::new(entry, names.fields()));
+        Ok(CsvRows {
             reader,
             header,
-            record_start,
             path,
-        };
-        rows.mark_record_start();
-        Ok(rows)
+        })
     }
 
     /// The header row.
@@ -192,19 +197,11 @@ impl<'a> CsvRows<'a> {
         &self.header
     }
 
-    /// Reads the next row into `row`, reusing its allocation. `false` at the end.
+    /// Reads the next row into `row`, reusing its buffers. `false` at the end.
     pub fn read_row(&mut self, row: &mut Row) -> Result<bool> {
-        let more = self
-            .reader
-            .read_record(&mut row.record)
-            .map_err(|e| csv_error(&self.path, &self.header.entry, e))?;
-        self.mark_record_start();
-        Ok(more)
-    }
-
-    fn mark_record_start(&self) {
-        let position = self.reader.position();
-        self.record_start.set(position.byte(), position.line());
+        self.reader
+            .read(&mut row.record)
+            .map_err(|e| record_error(&self.path, &self.header.entry, e))
     }
 }
 
@@ -221,19 +218,20 @@ impl Iterator for CsvRows<'_> {
     }
 }
 
-fn csv_error(path: &std::path::Path, entry: &str, e: csv::Error) -> BdsError {
-    let line = e.position().map_or(0, |p| p.line());
-    match e.into_kind() {
-        csv::ErrorKind::Io(io) => read_error(path, entry, io),
-        csv::ErrorKind::Utf8 { pos, err } => BdsError::Csv {
-            entry: entry.to_string(),
-            line: pos.map_or(line, |p| p.line()),
-            message: format!("field {} is not valid UTF-8 ({err})", err.field() + 1),
-        },
-        other => BdsError::Csv {
-            entry: entry.to_string(),
+fn record_error(path: &Path, entry: &str, e: RecordError) -> BdsError {
+    let entry = entry.to_string();
+    match e {
+        RecordError::Io(io) => read_error(path, &entry, io),
+        RecordError::TooLarge { line, limit } => BdsError::RecordTooLarge { entry, line, limit },
+        RecordError::Unterminated { line } => BdsError::Csv {
+            entry,
             line,
-            message: format!("{other:?}"),
+            message: "the file ends inside a quoted field (truncated or corrupt)".to_string(),
+        },
+        RecordError::Utf8 { line, field } => BdsError::Csv {
+            entry,
+            line,
+            message: format!("field {field} is not valid UTF-8"),
         },
     }
 }

@@ -20,7 +20,8 @@ fn zip_with(entries: &[(&str, &[u8])]) -> tempfile::NamedTempFile {
 const TRICKY: &str = "\u{feff}UserId,Comments,UserName,IsActive\r\n\
 1,\"Hello, \"\"world\"\"\",alice,True\r\n\
 2,\"line one\nline two\",Zoë 😀,\r\n\
-3,,\"bob\",1\r\n";
+3,,\"bob\",1\r\n\
+4,\"\",carol,\"\"\r\n";
 
 #[test]
 fn reads_a_bom_csv_with_quotes_newlines_unicode_and_nulls_by_header_name() {
@@ -51,6 +52,7 @@ fn reads_a_bom_csv_with_quotes_newlines_unicode_and_nulls_by_header_name() {
             vec![s("alice"), s("1"), s("Hello, \"world\""), None, s("True")],
             vec![s("Zoë 😀"), s("2"), s("line one\nline two"), None, None],
             vec![s("bob"), s("3"), None, None, s("1")],
+            vec![s("carol"), s("4"), s(""), None, s("")],
         ]
     );
 }
