@@ -811,3 +811,70 @@ async fn fault_knobs_apply_in_the_tenant_error_format() {
         .expect("call");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn appended_columns_arrive_at_the_end_and_stay_consistent() {
+    let mut t = tenant(BdsConfig {
+        append_column_from_day: Some(2),
+        ..BdsConfig::default()
+    })
+    .await;
+    let listing = t.listing().await;
+    let users = |full: bool| {
+        listing
+            .iter()
+            .find(|e| e["Name"] == "Users" && e["FullDataSet"] == full)
+            .expect("users")
+            .clone()
+    };
+    let (full, diff) = (users(true), users(false));
+    let mut extracts: Vec<Value> = diff["PreviousDataSets"]
+        .as_array()
+        .expect("history")
+        .clone();
+    extracts.push(diff.clone());
+    extracts.sort_by_key(|d| d["QueuedForProcessingDate"].as_str().map(str::to_owned));
+
+    // Load by header name: columns an extract lacks are NULL.
+    let truth = t.server.expected("Users").await.expect("truth");
+    assert_eq!(truth.columns.last().map(String::as_str), Some("ExternalId"));
+    let mut table: Keyed = BTreeMap::new();
+    for (i, e) in std::iter::once(&full).chain(&extracts).enumerate() {
+        let (header, rows) = keyed(
+            &t.download(e["DownloadLink"].as_str().expect("link")).await,
+            &["UserId"],
+        );
+        assert_eq!(
+            header.last().map(String::as_str) == Some("ExternalId"),
+            i >= 2,
+            "generation {i}"
+        );
+        for (key, row) in rows {
+            let by_name: BTreeMap<&str, Option<String>> =
+                header.iter().map(String::as_str).zip(row).collect();
+            table.insert(
+                key,
+                truth
+                    .columns
+                    .iter()
+                    .map(|c| by_name.get(c.as_str()).cloned().flatten())
+                    .collect(),
+            );
+        }
+    }
+    assert_eq!(table, truth.rows_by_key());
+    let ext = truth.columns.len() - 1;
+    assert!(table.values().any(|r| r[ext].is_some()) && table.values().any(|r| r[ext].is_none()));
+
+    // A new full carries the column for every row, with the same values.
+    t.server.publish_full();
+    t.refresh().await;
+    let full = entry(&t.listing().await, "1d6d722e-b572-456f-97c1-d526570daa6b").clone();
+    let (header, rows) = keyed(
+        &t.download(full["DownloadLink"].as_str().expect("link"))
+            .await,
+        &["UserId"],
+    );
+    assert_eq!(header, truth.columns);
+    assert_eq!(rows, truth.rows_by_key());
+}

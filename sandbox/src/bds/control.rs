@@ -3,7 +3,7 @@
 use super::api::{Problem, problem};
 use super::catalog::DATA_SETS;
 use super::extracts::Extract;
-use super::rows::{KeyState, Row, RowStyle, build_row, fmt_time, key_of};
+use super::rows::{KeyState, Row, build_row, column_names, fmt_time, key_of};
 use super::state::Bds;
 use axum::Router;
 use axum::body::Bytes;
@@ -61,9 +61,7 @@ pub(crate) async fn expected(state: Arc<Bds>, name: &str) -> Option<ExpectedCont
     let (index, def) = Bds::data_set(name)?;
     let generation = state.lock().timeline.generation();
     let evolution = state.evolution(index);
-    let style = RowStyle {
-        bools_as_digits: state.config.bools_as_digits,
-    };
+    let style = state.style(generation);
     let rows = tokio::task::spawn_blocking(move || {
         (0..evolution.key_count(generation))
             .filter_map(|k| {
@@ -82,7 +80,10 @@ pub(crate) async fn expected(state: Arc<Bds>, name: &str) -> Option<ExpectedCont
         data_set: def.name.to_owned(),
         schema_id: def.schema_id.to_owned(),
         generation,
-        columns: def.columns.iter().map(|c| c.name.to_owned()).collect(),
+        columns: column_names(def, style)
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
         primary_key: def.primary_key.iter().map(|c| (*c).to_owned()).collect(),
         rows,
     })

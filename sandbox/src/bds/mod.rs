@@ -56,6 +56,9 @@
 //! - `PreviousDataSets` lists the other available extracts of the same plugin, newest first.
 //! - CSV: booleans `True`/`False` (`bools_as_digits` for `1`/`0`), datetimes
 //!   `YYYY-MM-DDTHH:MM:SS.fffZ`, CRLF line ends, CSV name `<DataSet>_<Full|Differential>_<gen>.csv`.
+//! - Column evolution: with `append_column_from_day`, extracts from that generation on end
+//!   with an extra nullable `ExternalId` column (minor versions append, bds.md §7); it is NULL
+//!   for rows last changed before, so differentials and fulls stay consistent.
 //! - Error bodies are JSON `{"Title","Status","Detail"}`; OAuth errors are `{"error","error_description"}`.
 //! - Downloads cost rate-limit credits like any other call.
 //!
@@ -148,6 +151,9 @@ pub struct BdsConfig {
     pub request_cost: u64,
     /// Write `bit` columns as `1`/`0` instead of `True`/`False`.
     pub bools_as_digits: bool,
+    /// From this day (generation) on, extracts carry one more column at the end,
+    /// `ExternalId`, like a BDS minor version; rows last changed before then hold NULL in it.
+    pub append_column_from_day: Option<u32>,
     /// The BDS schema `Version` reported for extracts.
     pub version: String,
 }
@@ -177,6 +183,7 @@ impl Default for BdsConfig {
             credits_per_minute: 50_000,
             request_cost: 10,
             bools_as_digits: false,
+            append_column_from_day: None,
             version: "9.1".into(),
         }
     }

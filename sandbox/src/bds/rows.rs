@@ -103,12 +103,20 @@ impl Evolution {
     }
 }
 
-/// Rendering choices for literal values.
+/// Rendering choices for literal values and the column set of one extract.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RowStyle {
     /// Write `bit` columns as `1`/`0` instead of `True`/`False`.
     pub bools_as_digits: bool,
+    /// The extract has the [`APPENDED_COLUMN`] (a minor version added it at the end).
+    pub appended_column: bool,
+    /// Generation the column appeared in: rows last changed before it hold NULL there, so a
+    /// differential-only sync and a full agree.
+    pub appended_from: u32,
 }
+
+/// Name of the column a minor version appends (see `BdsConfig::append_column_from_day`).
+pub const APPENDED_COLUMN: &str = "ExternalId";
 
 /// Origin of all generated dates; also the sandbox's initial virtual time.
 pub(crate) fn epoch() -> DateTime<Utc> {
@@ -207,7 +215,7 @@ pub(crate) fn build_row(
     };
     let n = |v: u64| Some(v.to_string());
     let row_version = n(1000 + u64::from(version));
-    match def.kind {
+    let mut row = match def.kind {
         DataSetKind::Users => {
             let first = p.text();
             vec![
@@ -297,7 +305,21 @@ pub(crate) fn build_row(
             p.maybe_time(changed_at),
             row_version,
         ],
+    };
+    if style.appended_column {
+        let value = (version >= style.appended_from).then(|| format!("EXT-{}", p.text()));
+        row.push(value);
     }
+    row
+}
+
+/// Column names of an extract in CSV order: the documented ones, plus the appended one.
+pub(crate) fn column_names(def: &DataSetDef, style: RowStyle) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = def.columns.iter().map(|c| c.name).collect();
+    if style.appended_column {
+        names.push(APPENDED_COLUMN);
+    }
+    names
 }
 
 /// The primary-key values of key index `k`, in `primary_key` order (cheap, no row build).

@@ -201,9 +201,17 @@ impl Bds {
             evolution: self.evolution(e.dataset),
             full: e.full,
             generation: e.generation,
-            style: RowStyle {
-                bools_as_digits: self.config.bools_as_digits,
-            },
+            style: self.style(e.generation),
+        }
+    }
+
+    /// Literal style and column set of extracts (and the truth) at `generation`.
+    pub fn style(&self, generation: u32) -> RowStyle {
+        let from = self.config.append_column_from_day;
+        RowStyle {
+            bools_as_digits: self.config.bools_as_digits,
+            appended_column: from.is_some_and(|d| generation >= d),
+            appended_from: from.unwrap_or(u32::MAX),
         }
     }
 

@@ -12,7 +12,7 @@
 //! empty unquoted field, CRLF line ends (embedded newlines stay as they are, inside quotes).
 
 use super::catalog::DataSetDef;
-use super::rows::{Evolution, KeyState, Row, RowStyle, build_row};
+use super::rows::{Evolution, KeyState, Row, RowStyle, build_row, column_names};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -148,7 +148,10 @@ fn build(dir: &Path, spec: ExtractSpec) -> std::io::Result<Built> {
         .map_err(std::io::Error::other)?;
     let mut buf = Vec::with_capacity(128 * 1024);
     buf.extend_from_slice("\u{feff}".as_bytes());
-    push_record(&mut buf, spec.def.columns.iter().map(|c| Some(c.name)));
+    push_record(
+        &mut buf,
+        column_names(spec.def, spec.style).into_iter().map(Some),
+    );
     for row in spec.rows() {
         push_record(&mut buf, row.iter().map(|v| v.as_deref()));
         if buf.len() >= 64 * 1024 {
