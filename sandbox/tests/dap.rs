@@ -771,3 +771,149 @@ async fn schema_changes_bump_the_version() {
     let job = api.run_job("users", json!({"format": "tsv"})).await;
     assert_eq!(job["schema_version"], 3);
 }
+
+#[tokio::test]
+async fn generic_faults_use_dap_error_bodies() {
+    let server = start(small().with_pacing(0, 0)).await;
+    let api = Api::login(&server).await;
+    let tables = format!("{}/dap/query/canvas/table", api.base);
+    let send = || api.http.get(&tables).bearer_auth(&api.token).send();
+
+    api.control(
+        "/__sandbox/faults",
+        json!({"rate_limit_every": 1, "retry_after_secs": 4}),
+    )
+    .await;
+    let r = send().await.expect("send");
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "4");
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"]["type"], "TooManyRequests");
+
+    api.control(
+        "/__sandbox/faults",
+        json!({"error_rate": 1.0, "error_status": 504}),
+    )
+    .await;
+    let body: Value = send().await.expect("send").json().await.expect("json");
+    assert_eq!(keys(&body["error"]), ["message"]);
+
+    api.control(
+        "/__sandbox/faults",
+        json!({"error_rate": 1.0, "error_status": 502}),
+    )
+    .await;
+    let r = send().await.expect("send");
+    assert_eq!(r.status(), 502);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/html")
+    );
+
+    api.control(
+        "/__sandbox/faults",
+        json!({"error_rate": 1.0, "error_status": 503}),
+    )
+    .await;
+    let r = send().await.expect("send");
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["error"]["type"], "ProcessingError");
+
+    // A truncated object download: headers promise more than the body delivers.
+    api.control("/__sandbox/faults", json!({})).await;
+    let job = api.run_job("users", json!({"format": "tsv"})).await;
+    let (_, urls) = api.post("/dap/object/url", job["objects"].clone()).await;
+    let url = urls["urls"]
+        .as_object()
+        .and_then(|m| m.values().next())
+        .and_then(|u| u["url"].as_str())
+        .expect("url")
+        .to_owned();
+    api.control(
+        "/__sandbox/faults",
+        json!({"truncate_every": 1, "only_paths": ["/dap-sandbox-objects"]}),
+    )
+    .await;
+    let r = api.http.get(&url).send().await.expect("headers");
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.is_err());
+    assert!(server.stats().snapshot().faults_injected >= 5);
+}
+
+#[tokio::test]
+async fn control_state_pacing_and_error_queue_management() {
+    let server = start(small()).await;
+    let api = Api::login(&server).await;
+    let state: Value = api
+        .http
+        .get(format!("{}/__sandbox/dap/state", api.base))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let users = state["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .find(|t| t["table"] == "users")
+        .expect("users")
+        .clone();
+    assert_eq!(users["rows"], 300);
+    assert_eq!(users["at"], "2024-01-01T00:00:00Z");
+
+    api.control(
+        "/__sandbox/dap/pacing",
+        json!({"waiting_polls": 2, "running_polls": 1}),
+    )
+    .await;
+    let (_, job) = api
+        .post(
+            "/dap/query/canvas/table/users/data",
+            json!({"format": "csv"}),
+        )
+        .await;
+    let id = job["id"].as_str().expect("id").to_owned();
+    let mut seen = vec![job["status"].as_str().expect("status").to_owned()];
+    for _ in 0..3 {
+        seen.push(
+            api.get(&format!("/dap/job/{id}")).await.1["status"]
+                .as_str()
+                .expect("s")
+                .to_owned(),
+        );
+    }
+    assert_eq!(seen[..3], ["waiting", "waiting", "running"]);
+
+    api.control(
+        "/__sandbox/dap/errors",
+        json!({"endpoint": "schema", "error": "AccountDisabled", "times": 5}),
+    )
+    .await;
+    let cleared = api
+        .http
+        .delete(format!("{}/__sandbox/dap/errors", api.base))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(cleared.status(), 200);
+    assert_eq!(api.get("/dap/query/canvas/table/users/schema").await.0, 200);
+
+    let bad_grant = api
+        .http
+        .post(format!("{}/ids/auth/login", api.base))
+        .basic_auth(
+            &server.credentials().client_id,
+            Some(&server.credentials().client_secret),
+        )
+        .form(&[("grant_type", "password")])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(bad_grant.status(), 400);
+}

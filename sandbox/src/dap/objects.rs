@@ -89,16 +89,26 @@ impl ObjectCache {
         let cell = self.cell(&key);
         let dir = self.dir.path().join(format!("{:016x}", key.digest()));
         let rows_per_part = self.rows_per_part;
-        cell.get_or_init(|| async move {
-            tokio::task::spawn_blocking(move || {
-                write_parts(&dir, &key, &table, rows_per_part).map_err(|e| e.to_string())
+        let generating_key = key.clone();
+        let outcome = cell
+            .get_or_init(|| async move {
+                tokio::task::spawn_blocking(move || {
+                    write_parts(&dir, &generating_key, &table, rows_per_part)
+                        .map_err(|e| e.to_string())
+                })
+                .await
+                .unwrap_or_else(|e| Err(format!("generation task failed: {e}")))
+                .map(Arc::new)
             })
             .await
-            .unwrap_or_else(|e| Err(format!("generation task failed: {e}")))
-            .map(Arc::new)
-        })
-        .await
-        .clone()
+            .clone();
+        if outcome.is_err() {
+            // Forget the failure so the next job with this query tries again (the failed job
+            // keeps its own handle on the error).
+            let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            entries.remove(&key);
+        }
+        outcome
     }
 }
 
