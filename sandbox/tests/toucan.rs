@@ -401,6 +401,12 @@ async fn operations_poll_to_the_end_and_unknown_ones_are_refused() {
         .await;
     let pop_only = t.start_op("/populate?stage=staging", json!({})).await;
     let rel = t.start_op("/data/release?stage=staging", json!({})).await;
+    let naas = t
+        .start_op(
+            "/config/operations?notify=false&stage=staging",
+            json!({"operations": ["populate_permissions"]}),
+        )
+        .await;
     let ops = t.control("operations").await;
     let find = |id: &str| {
         ops.as_array()
@@ -434,6 +440,7 @@ async fn operations_poll_to_the_end_and_unknown_ones_are_refused() {
         (json!(["release"]), json!("staging"))
     );
     assert_eq!(find(&id)["origin"], "autofeed");
+    assert_eq!(find(&naas)["operations"], json!(["populate_permissions"]));
 
     for (body, why) in [
         (

@@ -9,6 +9,7 @@
 //! | `POST /{sa}/data/preprocess?stage=` | `{"async": true}` or partial domains → `preprocess_data_sources` |
 //! | `POST /{sa}/populate?stage=[&release]` | populate basemaps, reports, dashboards (+ `release`) |
 //! | `POST /{sa}/data/release?stage=`, `POST /{sa}/release?stage=` | `release` |
+//! | `POST /{sa}/config/operations?notify=&stage=` | same as `/{sa}/operations` (the form naas uses) |
 //! | `GET /{sa}/operations/state/{id}` | `{"status": "pending"\|"running"\|"successful"\|"failed"}`; 404 unknown id |
 //!
 //! Small-app routes accept HTTP Basic (the configured user) or `Bearer <token from /login>`;
@@ -189,6 +190,7 @@ pub async fn start(
         .route("/login", post(auth::login))
         .route("/{sa}/data/sources", post(uploads::upload))
         .route("/{sa}/operations", post(routes::operations))
+        .route("/{sa}/config/operations", post(routes::operations))
         .route("/{sa}/operations/state/{id}", get(routes::operation_state))
         .route("/{sa}/data/preprocess", post(routes::preprocess))
         .route("/{sa}/populate", post(routes::populate))
