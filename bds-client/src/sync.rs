@@ -117,7 +117,7 @@ pub enum SyncEvent {
         /// The data set.
         data_set: String,
         /// What will be applied.
-        plan: Plan,
+        plan: Box<Plan>,
     },
     /// Bytes of step `step`'s download received so far.
     Downloading {
@@ -257,7 +257,7 @@ pub async fn sync_data_set(
         &events,
         &SyncEvent::Planned {
             data_set: name.clone(),
-            plan: planned.clone(),
+            plan: Box::new(planned.clone()),
         },
     );
 
