@@ -245,7 +245,11 @@ async fn import_and_export_survive_5xx_429_and_dropped_connections() {
     // import is never re-sent after one (it might have created a job).
     write_json_records(&file, 50);
     let job = client
-        .import(&ImportRequest::new("Account", ContentType::Json, file.as_path()))
+        .import(&ImportRequest::new(
+            "Account",
+            ContentType::Json,
+            file.as_path(),
+        ))
         .await
         .unwrap();
 
@@ -277,4 +281,45 @@ async fn import_and_export_survive_5xx_429_and_dropped_connections() {
         stats.faults_injected >= 5,
         "faults were injected: {stats:?}"
     );
+}
+
+/// Peak resident memory of this process (client and in-process sandbox).
+#[cfg(target_os = "linux")]
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// The acceptance size; writes and uploads 1 GB, so run on demand:
+/// `cargo test -p ldbatch-client --test sandbox -- --ignored`.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+#[ignore = "uploads 1 GB"]
+async fn a_1_gb_import_keeps_peak_memory_under_50_mb() {
+    let server = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("big.csv");
+    let rows: u64 = {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        writeln!(f, "id,name,notes").unwrap();
+        let mut written = 0u64;
+        let mut rows = 0u64;
+        while written < 1 << 30 {
+            let line =
+                format!("{rows},name {rows},padding padding padding padding padding padding\n");
+            f.write_all(line.as_bytes()).unwrap();
+            written += line.len() as u64;
+            rows += 1;
+        }
+        rows
+    };
+    let client = client(&server);
+    let req = ImportRequest::new("Account", ContentType::Csv, file.as_path()).header_row(true);
+    let job = client.import(&req).await.unwrap();
+    let done = client.wait(&job.job_id).await.unwrap();
+    assert_eq!(done.records_processed, Some(rows));
+    let peak = peak_rss_bytes();
+    assert!(peak < 50 << 20, "peak RSS {} MiB", peak >> 20);
 }
