@@ -8,8 +8,12 @@ pub mod error;
 mod jobs;
 pub mod model;
 pub mod record;
+#[cfg(feature = "sql")]
+pub mod replicate;
 pub mod schema;
 
+/// The date-time types of this API (`DateTime<Utc>`), re-exported.
+pub use chrono;
 pub use client::{Client, ClientBuilder};
 pub use client_core::SecretString;
 pub use client_core::retry::RetryPolicy;
