@@ -323,3 +323,33 @@ async fn a_1_gb_import_keeps_peak_memory_under_50_mb() {
     let peak = peak_rss_bytes();
     assert!(peak < 50 << 20, "peak RSS {} MiB", peak >> 20);
 }
+
+#[tokio::test]
+async fn an_expired_token_is_refreshed_once_and_the_wait_goes_on() {
+    let server = start().await;
+    let client = client(&server);
+    let req = ImportRequest::new(
+        "Account",
+        ContentType::Json,
+        FileSource::Bytes {
+            file_name: "a.json".into(),
+            bytes: r#"[{"id":1},{"id":2}]"#.into(),
+        },
+    );
+    let job = client.import(&req).await.unwrap();
+    assert_eq!(server.stats().snapshot().token_requests, 1);
+    let http = HttpClient::builder()
+        .base_url(server.base_url())
+        .build()
+        .unwrap();
+    http.send(Request::post("/__sandbox/ld/expire-tokens"))
+        .await
+        .unwrap();
+    let done = client.wait(&job.job_id).await.unwrap();
+    assert_eq!(done.records_processed, Some(2));
+    assert_eq!(
+        server.stats().snapshot().token_requests,
+        2,
+        "one new token after the 401"
+    );
+}
