@@ -20,10 +20,17 @@
 //! replaces it (omitted fields take their defaults, unknown fields are rejected with 400) and
 //! resets the call counter and RNG; `DELETE /__sandbox/faults` clears all faults.
 //!
-//! ```no_run
-//! # async fn demo(base: &str) -> Result<(), Box<dyn std::error::Error>> {
-//! // curl -X POST $BASE/__sandbox/faults -d '{"rate_limit_every":2,"retry_after_secs":1}'
-//! # Ok(()) }
+//! Over HTTP: `curl -X POST $BASE/__sandbox/faults -d '{"rate_limit_every":2,"retry_after_secs":1}'`.
+//! In process:
+//!
+//! ```
+//! use sandbox::{FaultConfig, Faults};
+//! let faults = Faults::new();
+//! let mut knobs = FaultConfig::default();
+//! knobs.rate_limit_every = 2; // every second call: 429 + Retry-After
+//! knobs.max_faults = Some(1); // ...but only once
+//! faults.set(knobs);
+//! assert_eq!(faults.config().rate_limit_every, 2);
 //! ```
 
 use std::sync::{Arc, Mutex, MutexGuard};
