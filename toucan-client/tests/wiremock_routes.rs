@@ -494,3 +494,15 @@ fn small_app_must_be_one_path_segment() {
         .unwrap_err();
     assert!(err.to_string().contains("a/b"));
 }
+
+#[tokio::test]
+async fn secrets_never_show_in_debug() {
+    let server = MockServer::start().await;
+    for mode in [AuthMode::Basic, AuthMode::Login] {
+        let debug = format!("{:?}", client(&server, mode));
+        assert!(
+            !debug.contains("s3cret") && !debug.contains("YW5uOnMzY3JldA"),
+            "{debug}"
+        );
+    }
+}
