@@ -796,6 +796,21 @@ async fn fault_knobs_apply_in_the_tenant_error_format() {
         "a truncated body is an error, not a short success: {cut:?}"
     );
 
+    // URL lifetime knob: links issued now are already expired at the blob store.
+    t.server
+        .faults()
+        .set(serde_json::from_value(json!({"url_ttl_secs": 0})).expect("faults"));
+    let r = t
+        .get(&t.url(&format!("/dataExport/bds/download/{UE_FULL}")))
+        .await;
+    let location = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert!(location.contains("X-Amz-Expires=0"));
+    let expired = t.http.get(&location).send().await.expect("blob");
+    assert_eq!(expired.status(), StatusCode::FORBIDDEN);
+
     // Token expiry knob: tokens issued now are already expired.
     t.server
         .faults()

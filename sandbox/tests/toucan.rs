@@ -576,4 +576,21 @@ async fn injected_faults_use_the_json_message_shape() {
         json!({"operations": ["release"]}),
     )
     .await;
+
+    // A dropped connection: no response at all, then service resumes.
+    t.server
+        .faults()
+        .set(serde_json::from_value(json!({"drop_every": 1, "max_faults": 1})).expect("faults"));
+    let dropped = t
+        .post(t.app("/operations?stage=staging"))
+        .json(&json!({"operations": ["release"]}))
+        .send()
+        .await;
+    assert!(dropped.is_err(), "the connection closes without a response");
+    t.start_op(
+        "/operations?stage=staging",
+        json!({"operations": ["release"]}),
+    )
+    .await;
+    assert_eq!(t.server.stats().snapshot().faults_injected, 2);
 }
