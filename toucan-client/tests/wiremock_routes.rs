@@ -506,3 +506,52 @@ async fn secrets_never_show_in_debug() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_rejected_login_token_triggers_one_new_login() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/login"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"token": "jwt-old"})),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/login"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"token": "jwt-new"})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/demo/operations/state/op"))
+        .and(header("authorization", "Bearer jwt-new"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"status": "successful"})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/demo/operations/state/op"))
+        .respond_with(
+            ResponseTemplate::new(401)
+                .set_body_json(serde_json::json!({"statusCode": 401, "message": "Unauthorized"})),
+        )
+        .mount(&server)
+        .await;
+    let s = client(&server, AuthMode::Login)
+        .operation_status(&OperationId("op".into()))
+        .await
+        .unwrap();
+    assert!(s.status.is_success());
+    let logins = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/login")
+        .count();
+    assert_eq!(logins, 2);
+}
