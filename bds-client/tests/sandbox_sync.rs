@@ -23,6 +23,8 @@ struct World {
     client: Client,
     sink: Sink,
     _dir: tempfile::TempDir,
+    #[cfg(feature = "postgres")]
+    _postgres: Option<sql_sink::testing::TempPostgres>,
 }
 
 /// A tenant without hard deletes (those only show in fulls), so that after
@@ -36,6 +38,12 @@ fn config() -> BdsConfig {
 }
 
 async fn world(config: BdsConfig) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::open_sqlite(dir.path().join("bds.db")).await.unwrap();
+    world_with(config, sink, dir).await
+}
+
+async fn world_with(config: BdsConfig, sink: Sink, dir: tempfile::TempDir) -> World {
     let server = sandbox::bds::start(config, sandbox::Faults::new(), sandbox::Stats::new())
         .await
         .unwrap();
@@ -51,13 +59,13 @@ async fn world(config: BdsConfig) -> World {
         .token_store(Arc::new(MemoryTokenStore::new()))
         .build()
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let sink = Sink::open_sqlite(dir.path().join("bds.db")).await.unwrap();
     World {
         server,
         client,
         sink,
         _dir: dir,
+        #[cfg(feature = "postgres")]
+        _postgres: None,
     }
 }
 
@@ -298,4 +306,23 @@ async fn a_data_set_without_a_known_key_names_the_option() {
         .unwrap_err();
     assert!(matches!(err, BdsError::UnknownPrimaryKey { .. }), "{err}");
     assert!(err.to_string().contains("SyncOptions::primary_key"));
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_tables_follow_the_same_runs() {
+    let Some(pg) = sql_sink::testing::TempPostgres::start_or_skip().await else {
+        return;
+    };
+    let url = pg.fresh_database().await.unwrap();
+    let sink = Sink::open(&url).await.unwrap();
+    let mut w = world_with(config(), sink, tempfile::tempdir().unwrap()).await;
+    w._postgres = Some(pg);
+    w.sync_all().await;
+    w.assert_all_match().await;
+    w.server.advance_days(3);
+    for report in w.sync_all().await {
+        assert_eq!(report.plan, PlanKind::Incremental);
+    }
+    w.assert_all_match().await;
 }
