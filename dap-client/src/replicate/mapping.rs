@@ -182,3 +182,173 @@ impl Binding {
         Ok(kind)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::VersionedSchema;
+    use sql_sink::{Sink, Watermark};
+
+    fn schema(value_props: serde_json::Value, required: &[&str]) -> TableSchema {
+        let doc: VersionedSchema = serde_json::from_value(serde_json::json!({
+            "version": 1,
+            "schema": {"type": "object", "properties": {
+                "meta": {"type": "object", "properties": {"ts": {"type": "string", "format": "date-time"}}},
+                "key": {"type": "object", "required": ["id"], "properties": {"id": {"type": "integer", "format": "int64"}}},
+                "value": {"type": "object", "required": required, "properties": value_props}
+            }}
+        }))
+        .unwrap();
+        TableSchema::from_versioned(&doc)
+    }
+
+    #[test]
+    fn types_follow_the_documented_table() {
+        let s = schema(
+            serde_json::json!({
+                "i16": {"type": "integer", "format": "int16"},
+                "i32": {"type": "integer", "format": "int32"},
+                "i": {"type": "integer"},
+                "f32": {"type": "number", "format": "float32"},
+                "n": {"type": "number"},
+                "b": {"type": "boolean"},
+                "ts": {"type": "string", "format": "date-time"},
+                "d": {"type": "string", "format": "date"},
+                "t": {"type": "string", "format": "time"},
+                "u": {"type": "string", "format": "uuid"},
+                "e": {"type": "string", "enum": ["x", "y"]},
+                "v": {"type": "string", "maxLength": 12},
+                "s": {"type": "string"},
+                "o": {"type": "object", "properties": {"a": {"type": "integer"}}},
+                "arr": {"type": "array", "items": {"type": "string"}}
+            }),
+            &["s"],
+        );
+        let def = table_def("canvas", "t", &s).unwrap();
+        let ty = |n: &str| def.columns[def.column_index(n).unwrap()].sql_type.clone();
+        assert_eq!(ty("i16"), SqlType::Int16);
+        assert_eq!(ty("i32"), SqlType::Int32);
+        assert_eq!(ty("i"), SqlType::Int64);
+        assert_eq!(ty("f32"), SqlType::Float32);
+        assert_eq!(ty("n"), SqlType::Float64);
+        assert_eq!(ty("b"), SqlType::Bool);
+        assert_eq!(ty("ts"), SqlType::Timestamp);
+        assert_eq!(ty("d"), SqlType::Date);
+        assert_eq!(ty("t"), SqlType::Time);
+        assert_eq!(ty("u"), SqlType::Uuid);
+        assert_eq!(ty("e"), SqlType::enumeration("t__e", ["x", "y"]));
+        assert_eq!(ty("v"), SqlType::Varchar(12));
+        assert_eq!(ty("s"), SqlType::Text);
+        assert_eq!(ty("o"), SqlType::Json);
+        assert_eq!(ty("arr"), SqlType::Json);
+        assert_eq!(def.primary_key, vec!["id"]);
+        assert_eq!(def.columns[0].name, "id");
+        assert!(!def.columns[0].nullable);
+        assert!(!def.columns[def.column_index("s").unwrap()].nullable);
+        assert!(def.columns[def.column_index("v").unwrap()].nullable);
+    }
+
+    #[test]
+    fn a_schema_without_key_is_refused() {
+        let doc: VersionedSchema = serde_json::from_value(serde_json::json!({
+            "version": 1,
+            "schema": {"type": "object", "properties": {
+                "value": {"type": "object", "properties": {"a": {"type": "string"}}}
+            }}
+        }))
+        .unwrap();
+        let err = table_def("canvas", "t", &TableSchema::from_versioned(&doc)).unwrap_err();
+        assert!(err.contains("no `key`"), "{err}");
+    }
+
+    /// Column names a server could send: quotes, spaces, semicolons. They
+    /// are stored and read back exactly, and nothing else is touched.
+    #[tokio::test]
+    async fn hostile_column_names_are_stored_safely() {
+        let hostile = ["a\"b", "semi;colon DROP TABLE x; --", "with space", "it's"];
+        let props: serde_json::Map<String, serde_json::Value> = hostile
+            .iter()
+            .map(|n| (n.to_string(), serde_json::json!({"type": "string"})))
+            .collect();
+        let s = schema(serde_json::Value::Object(props), &[]);
+        let def = table_def("canvas", "we\"ird; table", &s).unwrap();
+        let mut labels = vec!["meta.ts".to_string(), "key.id".to_string()];
+        labels.extend(hostile.iter().map(|n| format!("value.{n}")));
+        let tsv = format!(
+            "{}\n2024-01-01T00:00:00Z\t1\tq\"uote\ts;c\t\\N\t'\n",
+            labels.join("\t")
+        );
+        let mut reader = crate::RecordReader::new(tsv.as_bytes(), crate::Format::Tsv).unwrap();
+        let row = reader.next_row().await.unwrap().unwrap();
+        let binding = Binding::new(&def, row.columns()).unwrap();
+        let mut upserts = RowBatch::new(def.columns.len());
+        let mut deletes = RowBatch::new(1);
+        let kind = binding
+            .push(|i| row.get(i), &mut upserts, &mut deletes)
+            .unwrap();
+        assert_eq!(kind, RowKind::Upsert);
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = Sink::open_sqlite(dir.path().join("t.db")).await.unwrap();
+        let mut load = sink.begin_load(&def).await.unwrap();
+        load.upsert(&mut upserts).await.unwrap();
+        load.commit(Watermark::new("w")).await.unwrap();
+        let rows = sink.read_rows(&def.table_name()).await.unwrap();
+        let status = sink.table_status(&def.table_name()).await.unwrap().unwrap();
+        let stored: Vec<(String, sql_sink::Value)> = status
+            .definition
+            .columns
+            .iter()
+            .map(|c| c.name.clone())
+            .zip(rows[0].clone())
+            .collect();
+        let get = |n: &str| stored.iter().find(|(c, _)| c == n).map(|(_, v)| v.clone());
+        assert_eq!(get("a\"b"), Some(sql_sink::Value::Text("q\"uote".into())));
+        assert_eq!(
+            get("semi;colon DROP TABLE x; --"),
+            Some(sql_sink::Value::Text("s;c".into()))
+        );
+        assert_eq!(get("with space"), Some(sql_sink::Value::Null));
+        assert_eq!(get("it's"), Some(sql_sink::Value::Text("'".into())));
+    }
+
+    #[test]
+    fn unknown_columns_and_actions_are_errors() {
+        let s = schema(serde_json::json!({"a": {"type": "string"}}), &[]);
+        let def = table_def("canvas", "t", &s).unwrap();
+        let header = |labels: &[&str]| -> Vec<HeaderColumn> {
+            let mut out = Vec::new();
+            let text = format!("{}\n", labels.join("\t"));
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let row_text = format!("{text}{}\n", vec!["x"; labels.len()].join("\t"));
+                let mut r =
+                    crate::RecordReader::new(row_text.as_bytes(), crate::Format::Tsv).unwrap();
+                let row = r.next_row().await.unwrap().unwrap();
+                out = row.columns().to_vec();
+            });
+            out
+        };
+        let err = Binding::new(&def, &header(&["key.id", "value.a", "value.zz"])).unwrap_err();
+        assert!(err.contains("value.zz"), "{err}");
+        let err = Binding::new(&def, &header(&["value.a"])).unwrap_err();
+        assert!(err.contains("key.id"), "{err}");
+        let b = Binding::new(&def, &header(&["meta.action", "key.id", "value.a"])).unwrap();
+        let mut u = RowBatch::new(2);
+        let mut d = RowBatch::new(1);
+        let cells = [Some("X"), Some("1"), Some("v")];
+        assert!(
+            b.push(|i| cells[i], &mut u, &mut d)
+                .unwrap_err()
+                .contains("\"X\"")
+        );
+        let cells = [Some("D"), Some("1"), None];
+        assert_eq!(
+            b.push(|i| cells[i], &mut u, &mut d).unwrap(),
+            RowKind::Delete
+        );
+        assert_eq!((u.len(), d.len()), (0, 1));
+    }
+}
