@@ -326,3 +326,82 @@ async fn postgres_tables_follow_the_same_runs() {
     }
     w.assert_all_match().await;
 }
+
+/// POSTs a JSON body to a sandbox control route.
+async fn control(server: &BdsServer, route: &str, body: serde_json::Value) {
+    let http = client_core::HttpClient::builder().build().unwrap();
+    let url = format!("{}/__sandbox/bds/{route}", server.base_url());
+    http.send(client_core::Request::post(url).json(&body))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn quota_answers_expired_tokens_and_the_storage_host_are_handled() {
+    use bds_client::{ExposeSecret, TokenStore};
+    let server = sandbox::bds::start(config(), sandbox::Faults::new(), sandbox::Stats::new())
+        .await
+        .unwrap();
+    let creds = server.credentials();
+    let sleeper = client_core::time::RecordingSleeper::new();
+    let store = Arc::new(MemoryTokenStore::with_token(SecretString::from(
+        creds.refresh_token.clone(),
+    )));
+    let client = Client::builder()
+        .base_url(&creds.base_url)
+        .auth_url(&creds.auth_url)
+        .credentials(
+            &creds.client_id,
+            SecretString::from(creds.client_secret.clone()),
+        )
+        .token_store(store.clone())
+        .sleeper(Arc::new(sleeper.clone()))
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut sink = Sink::open_sqlite(dir.path().join("bds.db")).await.unwrap();
+    let options = SyncOptions::default();
+
+    control(
+        &server,
+        "limits",
+        serde_json::json!({"quota_403_next": 2, "quota_retry_after_secs": 5}),
+    )
+    .await;
+    sync_data_set(&client, &mut sink, "Users", &options, None)
+        .await
+        .unwrap();
+    let waits = sleeper.sleeps();
+    assert_eq!(
+        waits.iter().filter(|d| d.as_secs() == 5).count(),
+        2,
+        "{waits:?}"
+    );
+
+    control(&server, "expire-tokens", serde_json::json!({})).await;
+    server.advance_days(1);
+    let report = sync_data_set(&client, &mut sink, "Users", &options, None)
+        .await
+        .unwrap();
+    assert_eq!(report.applied.len(), 1);
+
+    let stats = server.stats().snapshot();
+    assert!(stats.blob_requests >= 5);
+    assert_eq!(
+        stats.blob_authorization_headers, 0,
+        "the bearer token never reaches the storage host"
+    );
+    assert_eq!(
+        stats.token_requests, 2,
+        "one trade at start, one after the tokens expired"
+    );
+    let rotated = store.load().await.unwrap().unwrap();
+    assert_eq!(rotated.expose_secret(), server.credentials().refresh_token);
+
+    let truth = server.expected("Users").await.unwrap();
+    let rows = sink
+        .read_rows(&TableName::new("bds", "users"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), truth.rows.len());
+}
