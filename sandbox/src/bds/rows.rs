@@ -125,7 +125,19 @@ pub(crate) fn epoch() -> DateTime<Utc> {
 
 /// Formats a timestamp the way the sandbox writes `datetime2` columns and JSON dates.
 pub(crate) fn fmt_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    // Hand-rolled: chrono's `format` re-parses its pattern on every call, and this runs
+    // several times per generated row.
+    use chrono::{Datelike, Timelike};
+    let millis = t.timestamp_subsec_millis().min(999);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 const ROLES: &[(&str, i64)] = &[
@@ -459,6 +471,13 @@ mod tests {
             updated > 20 && deleted > 5,
             "updated {updated} deleted {deleted}"
         );
+    }
+
+    #[test]
+    fn times_are_iso_utc_with_milliseconds() {
+        let t = DateTime::from_timestamp(1_621_367_362, 476_999_999).unwrap_or_default();
+        assert_eq!(fmt_time(t), "2021-05-18T19:49:22.476Z");
+        assert_eq!(fmt_time(epoch()), "2026-01-05T02:00:00.000Z");
     }
 
     #[test]

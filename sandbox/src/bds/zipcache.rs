@@ -68,7 +68,7 @@ impl ExtractSpec {
 /// Appends one CSV field.
 pub(crate) fn push_field(out: &mut Vec<u8>, value: Option<&str>) {
     let Some(v) = value else { return };
-    if v.is_empty() || v.contains([',', '"', '\n', '\r']) {
+    if v.is_empty() || v.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) {
         out.push(b'"');
         out.extend_from_slice(v.replace('"', "\"\"").as_bytes());
         out.push(b'"');
