@@ -7,6 +7,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use sandbox::dap::encode::{Format, Mode};
 use sandbox::dap::{DapConfig, RateLimits, TableSpec};
 use sandbox::{Sandbox, SandboxConfig};
 
@@ -36,6 +37,10 @@ struct Args {
     /// Polls a DAP job answers `waiting`, then `running`, as `W,R`.
     #[arg(long, value_delimiter = ',', default_values_t = vec![1u32, 1u32])]
     dap_pacing: Vec<u32>,
+    /// Generate DAP snapshot files of every table in these formats (`tsv`, `csv`, `jsonl`;
+    /// `tsv:expanded` for expanded mode) before printing the JSON line.
+    #[arg(long, value_delimiter = ',')]
+    dap_warm: Vec<String>,
     /// Enforce the documented per-endpoint DAP rate limits (5 jobs/min, ...).
     #[arg(long)]
     dap_rate_limits: bool,
@@ -78,6 +83,30 @@ fn parse_table(text: &str) -> Result<TableSpec, String> {
         .parse()
         .map_err(|e| format!("row count `{rows}` is not a number: {e}"))?;
     Ok(TableSpec::new(namespace, table, rows))
+}
+
+fn parse_warm(spec: &str) -> Result<(Format, Option<Mode>), String> {
+    let (format, mode) = spec.split_once(':').unwrap_or((spec, "condensed"));
+    let format = match format {
+        "tsv" => Format::Tsv,
+        "csv" => Format::Csv,
+        "jsonl" => Format::Jsonl,
+        other => {
+            return Err(format!(
+                "--dap-warm: unknown format `{other}` (tsv, csv, jsonl)"
+            ));
+        }
+    };
+    let mode = match mode {
+        "condensed" => Mode::Condensed,
+        "expanded" => Mode::Expanded,
+        other => {
+            return Err(format!(
+                "--dap-warm: unknown mode `{other}` (condensed, expanded)"
+            ));
+        }
+    };
+    Ok((format, Some(mode)))
 }
 
 fn config(args: &Args) -> Result<SandboxConfig, String> {
@@ -179,6 +208,21 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(dap) = &sandbox.dap {
+        for spec in &args.dap_warm {
+            let (format, mode) = match parse_warm(spec) {
+                Ok(v) => v,
+                Err(message) => {
+                    eprintln!("sandbox: {message}");
+                    return ExitCode::from(2);
+                }
+            };
+            if let Err(error) = dap.warm_snapshots(format, mode).await {
+                eprintln!("sandbox: generating {spec} snapshots failed: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     // One line, flushed, so a parent process can read it and go.
     println!("{}", sandbox.describe());
     use std::io::Write;

@@ -917,3 +917,47 @@ async fn control_state_pacing_and_error_queue_management() {
         .expect("send");
     assert_eq!(bad_grant.status(), 400);
 }
+
+#[tokio::test]
+async fn warmed_snapshots_complete_at_once_and_modes_share_files() {
+    let server = start(small().with_pacing(0, 0)).await;
+    let api = Api::login(&server).await;
+    let warmed = api
+        .control(
+            "/__sandbox/dap/warm/canvas/users",
+            json!({"format": "tsv", "mode": "condensed"}),
+        )
+        .await;
+    assert_eq!(warmed["records"], 300);
+    assert_eq!(warmed["objects"], 3);
+    // No mode means condensed: the same files, ready immediately.
+    let (status, job) = api
+        .post(
+            "/dap/query/canvas/table/users/data",
+            json!({"format": "tsv"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{job}");
+    assert_eq!(job["status"], "complete");
+    let digest = |job: &Value| {
+        job["objects"][0]["id"]
+            .as_str()
+            .expect("id")
+            .split('/')
+            .nth(1)
+            .expect("name")
+            .to_owned()
+    };
+    let condensed = api
+        .run_job("users", json!({"format": "tsv", "mode": "condensed"}))
+        .await;
+    assert_eq!(digest(&job), digest(&condensed));
+    let missing = api
+        .http
+        .post(format!("{}/__sandbox/dap/warm/canvas/nope", api.base))
+        .json(&json!({"format": "tsv"}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(missing.status(), 404);
+}

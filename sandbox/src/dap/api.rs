@@ -290,15 +290,7 @@ fn create_job(
             Some((since, until))
         }
     };
-    let key = QueryKey {
-        namespace: namespace.to_owned(),
-        table: table_name.to_owned(),
-        schema_version: table.schema_version,
-        epoch: table.epoch,
-        format: query.format,
-        mode: query.mode,
-        window,
-    };
+    let key = QueryKey::new(&table, query.format, query.mode, window);
     // De-duplication: an identical query while its job is alive returns that job.
     let mut jobs = lock(&state.jobs);
     if let Some(id) = lock(&state.dedup).get(&key)

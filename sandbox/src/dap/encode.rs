@@ -211,6 +211,9 @@ fn write_tsv(out: &mut Vec<u8>, fields: &[Option<String>]) {
         }
         match field {
             None => out.extend_from_slice(b"\\N"),
+            Some(text) if !text.bytes().any(|b| b == b'\\' || b < 0x20) => {
+                out.extend_from_slice(text.as_bytes());
+            }
             Some(text) => {
                 for b in text.bytes() {
                     match b {

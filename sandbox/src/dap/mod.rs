@@ -92,6 +92,7 @@
 //! | `POST /__sandbox/dap/tables/{ns}/{t}/mutate` `{"inserts":5,"updates":5,"deletes":2}` | next epoch: deterministic inserts, updates, hard deletes |
 //! | `POST /__sandbox/dap/tables/{ns}/{t}/columns` `{"name":"extra"}` | new nullable text column; schema version + 1; NULL in rows written before the next epoch |
 //! | `POST /__sandbox/dap/tables/{ns}/{t}/enum-values` `{"value":"archived"}` | new `workflow_state` value; schema version + 1 |
+//! | `POST /__sandbox/dap/warm/{ns}/{t}` `{"format":"tsv","mode":"condensed"}` | generate that snapshot's files now; answers `{"objects","records","bytes"}` when they are on disk |
 //! | `GET /__sandbox/dap/expected/{ns}/{t}` | the truth, streamed: `[{"id":1,"name":..,..}, ...]`, live rows by id, NULL as `null` |
 //! | `POST /__sandbox/dap/errors` `{"endpoint":"query","error":"SnapshotRequired","times":1}` | the next calls of that endpoint (`token`, `tables`, `schema`, `query`, `job`, `url`, `any`) answer with that error class; `DELETE` clears |
 //! | `POST /__sandbox/dap/fail-jobs` `{"count":1}` | the next jobs created end `failed` |
@@ -293,6 +294,33 @@ impl DapServer {
     /// The counters (shared with `/__sandbox/stats`).
     pub fn stats(&self) -> &Stats {
         &self.state.stats
+    }
+
+    /// Generates the snapshot files of every table in `format`/`mode` now (what
+    /// `POST /__sandbox/dap/warm/{ns}/{t}` does for one table), so later snapshot jobs are served
+    /// from the cache at once.
+    pub async fn warm_snapshots(
+        &self,
+        format: encode::Format,
+        mode: Option<encode::Mode>,
+    ) -> std::io::Result<()> {
+        let tables: Vec<model::TableVersion> = self
+            .state
+            .tables
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for table in tables {
+            let key = objects::QueryKey::new(&table, format, mode, None);
+            self.state
+                .cache
+                .generate(key, table)
+                .await
+                .map_err(std::io::Error::other)?;
+        }
+        Ok(())
     }
 }
 

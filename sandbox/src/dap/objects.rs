@@ -30,13 +30,35 @@ pub struct QueryKey {
     pub epoch: u64,
     /// Output format.
     pub format: Format,
-    /// Output mode (None = not given, condensed).
-    pub mode: Option<Mode>,
+    /// Output mode, normalised: absent and JSONL both mean condensed (same bytes, same files).
+    pub mode: Mode,
     /// `(since, until)` of an incremental query.
     pub window: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 impl QueryKey {
+    /// The key of a query on the current version of `table`.
+    pub fn new(
+        table: &TableVersion,
+        format: Format,
+        mode: Option<Mode>,
+        window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    ) -> Self {
+        let mode = match format {
+            Format::Tsv | Format::Csv => mode.unwrap_or(Mode::Condensed),
+            Format::Jsonl | Format::Parquet => Mode::Condensed,
+        };
+        Self {
+            namespace: table.namespace.clone(),
+            table: table.name.clone(),
+            schema_version: table.schema_version,
+            epoch: table.epoch,
+            format,
+            mode,
+            window,
+        }
+    }
+
     /// A stable 64-bit digest (names the cache directory and object ids).
     pub fn digest(&self) -> u64 {
         let text = format!("{self:?}");
@@ -210,7 +232,7 @@ fn write_part(
     let path = dir.join(&name);
     // Written under a temporary name and renamed when complete: no half-written object is served.
     let partial = dir.join(format!("{name}.partial"));
-    let encoder = Encoder::new(table, key.format, key.mode, key.window.is_some());
+    let encoder = Encoder::new(table, key.format, Some(key.mode), key.window.is_some());
     let file = BufWriter::with_capacity(1 << 16, File::create(&partial)?);
     let mut gz = GzEncoder::new(file, Compression::fast());
     let records = match part {
