@@ -137,7 +137,8 @@ impl ZipCache {
 }
 
 fn build(dir: &Path, spec: ExtractSpec) -> std::io::Result<Built> {
-    let big = spec.evolution.key_count(spec.generation) > 1_000_000;
+    // Fast deflate for big extracts: build time matters more than a few percent of size.
+    let big = spec.evolution.key_count(spec.generation) > 100_000;
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
         .compression_level(if big { Some(1) } else { None })
