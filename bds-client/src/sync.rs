@@ -24,15 +24,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use futures::StreamExt;
 use sql_sink::{Column, RowBatch as SinkBatch, Sink, SqlType, TableDef, TableName, Watermark};
 
+use crate::archive::ExtractArchive;
 use crate::client::Client;
 use crate::error::{BdsError, Result};
 use crate::known::PrimaryKeys;
 use crate::model::Extract;
 use crate::plan::{ApplyAction, Gap, Plan, PlanKind, PlanOptions, PlanStep, TableState, plan};
-use crate::rows::{Header, read_batches};
+use crate::rows::{Header, Row};
 
 /// How data sets are synced.
 #[derive(Debug, Clone)]
@@ -369,46 +369,147 @@ async fn apply(
     index: usize,
     events: &Option<SyncEvents>,
 ) -> Result<u64> {
-    let sql = |source| BdsError::Sql {
+    let sql = |source| sql_error(target.data_set, source);
+    let job = CellJob {
+        zip: zip.to_path_buf(),
+        limits: client.archive_limits(),
+        table: target.table.clone(),
+        key: target.key.to_vec(),
         data_set: target.data_set.to_string(),
-        source: Box::new(source),
+        batch_rows,
     };
-    let mut batches = Box::pin(read_batches(zip, client.archive_limits(), batch_rows));
-    let header = match batches.next().await {
-        Some(first) => first?.header,
-        None => {
-            return Err(BdsError::Task(
-                "the CSV reader ended without a header".into(),
-            ));
-        }
+    let mut reader = CellReader::spawn(job);
+    let def = match reader.cells.recv().await {
+        Some(Ok(Cells::Definition(def))) => def,
+        Some(Err(e)) => return Err(e),
+        _ => return Err(reader.failure().await),
     };
-    let def = table_def(target.table, &header, target.key)?;
-    let map = header.map_columns(
-        &def.columns
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect::<Vec<_>>(),
-    );
     let mut load = match step.action {
         ApplyAction::Replace => sink.begin_replace(&def).await,
         ApplyAction::Upsert => sink.begin_load(&def).await,
     }
     .map_err(sql)?;
-    let mut cells = SinkBatch::with_capacity(def.columns.len(), batch_rows, 32 * def.columns.len());
     let mut rows = 0u64;
-    while let Some(batch) = batches.next().await {
-        // An error here drops `load`, which rolls the whole extract back.
-        for row in &batch?.rows {
-            cells.push_row(row.project(&map)).map_err(sql)?;
-        }
-        rows += cells.len() as u64;
-        load.upsert(&mut cells).await.map_err(sql)?;
+    // An error anywhere below drops `load`, which rolls the whole extract back.
+    while let Some(item) = reader.cells.recv().await {
+        let Cells::Rows(mut batch) = item? else {
+            continue;
+        };
+        rows += batch.len() as u64;
+        load.upsert(&mut batch).await.map_err(sql)?;
+        let _ = reader.recycle.send(batch);
         emit(events, &SyncEvent::Loading { step: index, rows });
     }
+    // The channel also closes when the reader dies; only a clean end commits.
+    reader.finished().await?;
     load.commit(watermark_for(&next, &step.extract))
         .await
         .map_err(sql)?;
     Ok(rows)
+}
+
+fn sql_error(data_set: &str, source: sql_sink::Error) -> BdsError {
+    BdsError::Sql {
+        data_set: data_set.to_string(),
+        source: Box::new(source),
+    }
+}
+
+/// What the blocking reader thread needs.
+struct CellJob {
+    zip: PathBuf,
+    limits: crate::archive::ArchiveLimits,
+    table: TableName,
+    key: Vec<String>,
+    data_set: String,
+    batch_rows: usize,
+}
+
+/// What the reader thread sends: the table definition, then row batches.
+enum Cells {
+    Definition(TableDef),
+    Rows(SinkBatch),
+}
+
+/// Parses an extract on a blocking thread straight into the sink's batches,
+/// which come back empty through `recycle` so their buffers are reused: no
+/// allocation per row, and at most two batches in flight.
+struct CellReader {
+    cells: tokio::sync::mpsc::Receiver<Result<Cells>>,
+    recycle: std::sync::mpsc::Sender<SinkBatch>,
+    worker: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl CellReader {
+    fn spawn(job: CellJob) -> Self {
+        let (tx, cells) = tokio::sync::mpsc::channel(2);
+        let (recycle, spare) = std::sync::mpsc::channel();
+        let worker = tokio::task::spawn_blocking(move || {
+            if let Err(e) = produce_cells(&job, &tx, &spare) {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        CellReader {
+            cells,
+            recycle,
+            worker: Some(worker),
+        }
+    }
+
+    /// Waits for the reader thread; an error if it panicked.
+    async fn finished(&mut self) -> Result<()> {
+        match self.worker.take() {
+            Some(worker) => worker
+                .await
+                .map_err(|e| BdsError::Task(format!("the extract reader failed: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    async fn failure(&mut self) -> BdsError {
+        match self.finished().await {
+            Err(e) => e,
+            Ok(()) => BdsError::Task("the extract reader ended without a header".into()),
+        }
+    }
+}
+
+fn produce_cells(
+    job: &CellJob,
+    tx: &tokio::sync::mpsc::Sender<Result<Cells>>,
+    spare: &std::sync::mpsc::Receiver<SinkBatch>,
+) -> Result<()> {
+    let mut archive = ExtractArchive::open(&job.zip, job.limits)?;
+    let mut rows = archive.rows()?;
+    let def = table_def(&job.table, rows.header(), &job.key)?;
+    let names: Vec<&str> = def.columns.iter().map(|c| c.name.as_str()).collect();
+    let map = rows.header().map_columns(&names);
+    let columns = def.columns.len();
+    if tx.blocking_send(Ok(Cells::Definition(def))).is_err() {
+        return Ok(()); // the consumer went away
+    }
+    let mut row = Row::default();
+    loop {
+        let mut batch = spare
+            .try_recv()
+            .unwrap_or_else(|_| SinkBatch::with_capacity(columns, job.batch_rows, 32 * columns));
+        let mut more = true;
+        while batch.len() < job.batch_rows {
+            if !rows.read_row(&mut row)? {
+                more = false;
+                break;
+            }
+            batch
+                .push_row(row.project(&map))
+                .map_err(|e| sql_error(&job.data_set, e))?;
+        }
+        if !batch.is_empty() && tx.blocking_send(Ok(Cells::Rows(batch))).is_err() {
+            return Ok(());
+        }
+        if !more {
+            return Ok(());
+        }
+    }
 }
 
 /// A text column per header name (first spelling wins among names equal
