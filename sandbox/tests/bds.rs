@@ -514,6 +514,7 @@ async fn full_plus_differentials_reproduce_the_truth() {
     assert!(changed > 5 * 6, "inserts (6 a day) plus updates: {changed}");
     let truth = t.server.expected("Users").await.expect("truth");
     assert_eq!(truth.generation, 5);
+    assert_eq!(t.server.generation(), 5);
     assert_eq!(table, truth.rows_by_key());
     let values: Vec<&Option<String>> = table.values().flatten().collect();
     assert!(values.iter().any(|v| v.is_none()) && values.iter().any(|v| v.as_deref() == Some("")));

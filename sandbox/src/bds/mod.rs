@@ -250,6 +250,14 @@ impl BdsServer {
     pub fn stats(&self) -> &Stats {
         &self.state.stats
     }
+    /// The newest generation (= differentials published so far).
+    pub fn generation(&self) -> u32 {
+        self.state.lock().timeline.generation()
+    }
+    /// The tenant's virtual "now".
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.state.now()
+    }
     /// Publishes `days` more days of differentials (and fulls when scheduled).
     pub fn advance_days(&self, days: u32) {
         self.state.advance(days, 0);
