@@ -395,7 +395,24 @@ struct ColumnPlan {
     name: String,
     ty: SqlType,
     nullable: bool,
-    enum_values: Option<HashSet<String>>,
+    enum_values: EnumValues,
+}
+
+/// Allowed enum values; small sets are scanned, large ones hashed.
+enum EnumValues {
+    None,
+    Few(Vec<String>),
+    Many(HashSet<String>),
+}
+
+impl EnumValues {
+    fn contains(&self, v: &str) -> bool {
+        match self {
+            Self::None => false,
+            Self::Few(list) => list.iter().any(|x| x == v),
+            Self::Many(set) => set.contains(v),
+        }
+    }
 }
 
 impl ColumnPlan {
@@ -403,8 +420,9 @@ impl ColumnPlan {
         let col = physical.columns.iter().find(|c| c.name == name);
         let ty = col.map(|c| c.sql_type.clone()).unwrap_or(SqlType::Text);
         let enum_values = match &ty {
-            SqlType::Enum { values, .. } => Some(values.iter().cloned().collect()),
-            _ => None,
+            SqlType::Enum { values, .. } if values.len() <= 16 => EnumValues::Few(values.clone()),
+            SqlType::Enum { values, .. } => EnumValues::Many(values.iter().cloned().collect()),
+            _ => EnumValues::None,
         };
         Self {
             name: name.to_string(),
@@ -415,7 +433,13 @@ impl ColumnPlan {
         }
     }
 
-    fn convert<'a>(&self, cell: Option<&'a str>) -> Result<ToSqlOutput<'a>, String> {
+    /// The value to bind for `cell`; `scratch` holds converted text until
+    /// it is bound (SQLite copies bound text).
+    fn convert<'a>(
+        &self,
+        cell: Option<&'a str>,
+        scratch: &'a mut String,
+    ) -> Result<ToSqlOutput<'a>, String> {
         let Some(cell) = cell else {
             return if self.nullable {
                 Ok(ToSqlOutput::Owned(SqlValue::Null))
@@ -448,7 +472,7 @@ impl ColumnPlan {
                 text(cell)
             }
             SqlType::Enum { .. } => {
-                if self.enum_values.as_ref().is_some_and(|v| v.contains(cell)) {
+                if self.enum_values.contains(cell) {
                     text(cell)
                 } else {
                     Err(format!(
@@ -457,9 +481,12 @@ impl ColumnPlan {
                     ))
                 }
             }
-            SqlType::Timestamp => Ok(ToSqlOutput::Owned(SqlValue::Text(value::format_timestamp(
-                &value::parse_timestamp(cell)?,
-            )))),
+            SqlType::Timestamp => {
+                if !value::fast_timestamp(cell, scratch) {
+                    *scratch = value::format_timestamp(&value::parse_timestamp(cell)?);
+                }
+                Ok(ToSqlOutput::Borrowed(ValueRef::Text(scratch.as_bytes())))
+            }
             SqlType::Date => Ok(ToSqlOutput::Owned(SqlValue::Text(
                 value::parse_date(cell)?.format("%Y-%m-%d").to_string(),
             ))),
@@ -713,21 +740,19 @@ fn upsert(tx: &Transaction<'_>, state: &mut LoadState, batch: &RowBatch) -> Resu
             "preparing the upsert into {}",
             state.table
         )))?;
+    let mut scratch = String::with_capacity(64);
     for (r, row) in batch.rows().enumerate() {
         for (i, plan) in state.columns.iter().enumerate() {
             let v = plan
-                .convert(row.get(i))
+                .convert(row.get(i), &mut scratch)
                 .map_err(|e| invalid(state, plan, r, e))?;
+            // Contexts are built only on error: this runs once per cell.
             stmt.raw_bind_parameter(i + 1, v)
-                .map_err(Error::sqlite(format!(
-                    "binding a value for {}",
-                    state.table
-                )))?;
+                .map_err(|e| Error::sqlite(format!("binding a value for {}", state.table))(e))?;
         }
-        stmt.raw_execute().map_err(Error::sqlite(format!(
-            "upserting row {r} of a batch into {}",
-            state.table
-        )))?;
+        stmt.raw_execute().map_err(|e| {
+            Error::sqlite(format!("upserting row {r} of a batch into {}", state.table))(e)
+        })?;
     }
     state.rows += batch.len() as u64;
     state.batches += 1;
@@ -742,18 +767,18 @@ fn delete(tx: &Transaction<'_>, state: &mut LoadState, batch: &RowBatch) -> Resu
             state.table
         )))?;
     let mut deleted = 0u64;
+    let mut scratch = String::with_capacity(64);
     for (r, row) in batch.rows().enumerate() {
         for (i, plan) in state.keys.iter().enumerate() {
             let v = plan
-                .convert(row.get(i))
+                .convert(row.get(i), &mut scratch)
                 .map_err(|e| invalid(state, plan, r, e))?;
             stmt.raw_bind_parameter(i + 1, v)
-                .map_err(Error::sqlite(format!("binding a key for {}", state.table)))?;
+                .map_err(|e| Error::sqlite(format!("binding a key for {}", state.table))(e))?;
         }
-        deleted += stmt.raw_execute().map_err(Error::sqlite(format!(
-            "deleting key {r} of a batch from {}",
-            state.table
-        )))? as u64;
+        deleted += stmt.raw_execute().map_err(|e| {
+            Error::sqlite(format!("deleting key {r} of a batch from {}", state.table))(e)
+        })? as u64;
     }
     state.deleted += deleted;
     state.batches += 1;

@@ -168,6 +168,70 @@ pub(crate) fn parse_timestamp(cell: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("timestamp `{}` is out of range: {e}", shown(cell)))
 }
 
+/// Write the stored form of a timestamp cell into `out` without going
+/// through chrono, for the common spellings: `YYYY-MM-DD[T ]HH:MM:SS`,
+/// up to 6 fractional digits, then nothing, `Z` or a zero offset. Returns
+/// `false` (leaving `out` unspecified) when the general parser is needed.
+pub(crate) fn fast_timestamp(cell: &str, out: &mut String) -> bool {
+    let b = cell.trim().as_bytes();
+    if b.len() < 19 {
+        return false;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b.get(r)?.iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    let (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(sec)) = (
+        num(0..4),
+        num(5..7),
+        num(8..10),
+        num(11..13),
+        num(14..16),
+        num(17..19),
+    ) else {
+        return false;
+    };
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return false;
+    }
+    if h > 23 || mi > 59 || sec > 59 || NaiveDate::from_ymd_opt(y as i32, mo, d).is_none() {
+        return false;
+    }
+    let mut rest = &b[19..];
+    let mut frac: &[u8] = &[];
+    if let Some(r) = rest.strip_prefix(b".") {
+        let n = r.iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 || n > 6 {
+            return false;
+        }
+        frac = &r[..n];
+        rest = &r[n..];
+    }
+    if !matches!(
+        rest,
+        b"" | b"Z" | b"z" | b"+00" | b"+00:00" | b"+0000" | b"-00:00"
+    ) {
+        return false;
+    }
+    out.clear();
+    // The first 19 bytes are ASCII digits and separators, checked above.
+    out.push_str(&cell.trim()[..10]);
+    out.push('T');
+    out.push_str(&cell.trim()[11..19]);
+    out.push('.');
+    for i in 0..6 {
+        out.push(frac.get(i).map_or('0', |&c| char::from(c)));
+    }
+    out.push('Z');
+    true
+}
+
 /// The stored text form of a timestamp in SQLite: fixed width, so text order
 /// is time order.
 pub(crate) fn format_timestamp(t: &DateTime<Utc>) -> String {
@@ -263,6 +327,27 @@ mod tests {
             assert_eq!(parse_timestamp(s).unwrap(), want, "{s}");
         }
         assert_eq!(format_timestamp(&want), "2024-05-01T10:11:12.345000Z");
+        let mut out = String::new();
+        for s in [
+            "2024-05-01T10:11:12.345Z",
+            "2024-05-01 10:11:12.345",
+            "2024-05-01 10:11:12.345+00",
+            " 2024-05-01T10:11:12.345000+00:00 ",
+        ] {
+            assert!(fast_timestamp(s, &mut out), "{s}");
+            assert_eq!(out, format_timestamp(&want), "{s}");
+        }
+        for s in [
+            "2024-05-01T12:11:12.345+02:00",
+            "2024-05-01T10:11:12.3450004Z",
+            "2024-02-30T10:11:12Z",
+            "2024-05-01T24:00:00Z",
+            "2024-05-01T10:11",
+            "2024-05-01T10:11:1xZ",
+        ] {
+            assert!(!fast_timestamp(s, &mut out), "{s}");
+        }
+        assert!(parse_timestamp("2024-02-30T10:11:12Z").is_err());
         assert!(parse_timestamp("yesterday").is_err());
     }
 
