@@ -113,6 +113,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// An earlier batch of this load failed, so the load was abandoned; drop
+    /// it (nothing was committed) and start again.
+    #[error(
+        "table {table}: an earlier batch of this load failed; nothing was committed, start a new load"
+    )]
+    LoadAborted {
+        /// The table.
+        table: TableName,
+    },
+
     /// The table is not managed by this sink (no meta row).
     #[error("table {table} is not known to the sink (no row in its meta table)")]
     UnknownTable {

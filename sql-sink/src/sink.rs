@@ -325,9 +325,8 @@ impl LoadCommon {
     /// Shape check and fault injection before a batch or the commit.
     fn admit(&mut self, batch: Option<(&RowBatch, usize, &'static str)>) -> Result<()> {
         if self.poisoned {
-            return Err(Error::InvalidDefinition {
+            return Err(Error::LoadAborted {
                 table: self.table.clone(),
-                reason: "an earlier batch of this load failed; the load was rolled back".into(),
             });
         }
         if let Some((b, expected, what)) = batch

@@ -602,9 +602,8 @@ fn load_session(
 }
 
 fn aborted(table: &TableName) -> Error {
-    Error::InvalidDefinition {
+    Error::LoadAborted {
         table: table.clone(),
-        reason: "an earlier batch of this load failed; the load was rolled back".into(),
     }
 }
 

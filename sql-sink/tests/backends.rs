@@ -638,6 +638,54 @@ async fn text_and_json_fidelity(sink: &mut Sink, ns: &str) -> Observed {
     vec![snapshot(sink, &t).await]
 }
 
+async fn batches_apply_in_order(sink: &mut Sink, ns: &str) -> Observed {
+    let def = users(ns);
+    let t = def.table_name();
+    let mut load = sink.begin_load(&def).await.unwrap();
+    let mut rows = RowBatch::new(3);
+    let mut keys = RowBatch::new(1);
+    let names: Vec<String> = (0..2000).map(|i| format!("name {i}")).collect();
+    let ids: Vec<String> = (0..2000).map(|i| i.to_string()).collect();
+    for round in 0..5usize {
+        // Each round rewrites 0..1000+round*200 (conflicting with earlier
+        // rounds, and twice within the batch), then deletes every 7th key.
+        for i in 0..(1000 + round * 200) {
+            rows.push_row([Some(ids[i].as_str()), Some("stale"), None])
+                .unwrap();
+            rows.push_row([
+                Some(ids[i].as_str()),
+                Some(names[(i + round) % 2000].as_str()),
+                Some("t"),
+            ])
+            .unwrap();
+        }
+        load.upsert(&mut rows).await.unwrap();
+        for i in (round..1000).step_by(7) {
+            keys.push_row([Some(ids[i].as_str())]).unwrap();
+        }
+        load.delete(&mut keys).await.unwrap();
+    }
+    // Finally re-add one deleted key: order of batches matters.
+    rows.push_row([Some("4"), Some("back"), None]).unwrap();
+    load.upsert(&mut rows).await.unwrap();
+    let summary = load.commit(Watermark::new("rounds")).await.unwrap();
+    assert_eq!(summary.batches, 11);
+    let back = sink.read_rows(&t).await.unwrap();
+    let deleted_in_last_round = (4..1000).step_by(7).count();
+    assert_eq!(back.len(), 1800 - deleted_in_last_round + 1);
+    assert!(back.contains(&vec![
+        Value::Int(4),
+        Value::Text("back".into()),
+        Value::Null
+    ]));
+    assert!(back.contains(&vec![
+        Value::Int(1799),
+        Value::Text("name 1803".into()),
+        Value::Bool(true)
+    ]));
+    vec![snapshot(sink, &t).await]
+}
+
 /// Every scenario, by name, for the cross-backend run.
 #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 type Scenario = for<'a> fn(&'a mut Sink, &'a str) -> futures::future::BoxFuture<'a, Observed>;
@@ -674,6 +722,7 @@ scenarios!(
     replace_swaps_in_one_transaction,
     hostile_identifiers,
     text_and_json_fidelity,
+    batches_apply_in_order,
 );
 
 #[cfg(feature = "postgres")]
