@@ -76,13 +76,15 @@
 //!
 //! | rows | parts | gzip size | first job (generate, 2 threads) | serve from cache | sandbox peak RSS |
 //! |---|---|---|---|---|---|
-//! | 1 000 000 | 10 | 90 MiB | 7.2 s (138 k rows/s) | 0.13 s (703 MiB/s) | 9.5 MiB |
-//! | 10 000 000 | 20 | 902 MiB | 73.9 s (135 k rows/s) | 1.4 s (643 MiB/s) | 10.7 MiB |
+//! | 1 000 000 | 10 | 90 MiB | 4.0 s (252 k rows/s) | 0.12 s (772 MiB/s) | 10.0 MiB |
+//! | 10 000 000 | 20 | 902 MiB | 58.8 s (170 k rows/s, machine shared) | 1.2 s (725 MiB/s) | 10.9 MiB |
 //!
 //! Generation (row values + TSV escaping + gzip level 1) happens once per distinct query; every
 //! later job with the same query, and every download, is served from the temporary cache, so a
-//! client benchmark measures the client. JSONL (1M rows, 103 MiB) takes 10.5 s to generate and
-//! 0.17 s to serve.
+//! client benchmark measures the client once the files exist: warm them first with
+//! `--dap-warm tsv` (binary), `POST /__sandbox/dap/warm/{ns}/{t}` or
+//! [`DapServer::warm_snapshots`]. JSONL (1M rows, 103 MiB) takes 8.2 s to generate and 0.12 s
+//! to serve.
 //!
 //! # Control API (never faulted or rate limited)
 //!
