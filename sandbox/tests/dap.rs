@@ -961,3 +961,52 @@ async fn warmed_snapshots_complete_at_once_and_modes_share_files() {
         .expect("send");
     assert_eq!(missing.status(), 404);
 }
+
+#[tokio::test]
+async fn jsonl_snapshot_equals_the_expected_content_value_by_value() {
+    let server = start(small().with_pacing(0, 0)).await;
+    let api = Api::login(&server).await;
+    api.control(
+        "/__sandbox/dap/tables/canvas/users/mutate",
+        json!({"inserts": 20, "updates": 30, "deletes": 10}),
+    )
+    .await;
+    let job = api.run_job("users", json!({"format": "jsonl"})).await;
+    assert_eq!(job["at"], "2024-01-01T01:00:00Z");
+    let records: Vec<Value> = api
+        .download(&job)
+        .await
+        .concat()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let truth = expected(&api, "users").await;
+    assert_eq!(records.len(), truth.len());
+    assert_eq!(truth.len(), 310);
+    for (record, want) in records.iter().zip(&truth) {
+        assert_eq!(keys(record), ["key", "meta", "value"]);
+        assert_eq!(
+            keys(&record["meta"]),
+            ["ts"],
+            "snapshots carry only meta.ts"
+        );
+        assert_eq!(record["key"]["id"], want["id"]);
+        let value = record["value"].as_object().expect("value");
+        for (column, expected_value) in want.as_object().expect("row") {
+            if column == "id" {
+                continue;
+            }
+            match value.get(column) {
+                None => assert!(
+                    expected_value.is_null(),
+                    "{column} missing but expected {expected_value}"
+                ),
+                Some(got) => assert_eq!(got, expected_value, "column {column} of {}", want["id"]),
+            }
+        }
+    }
+    let deleted_or_missing = (1..=320)
+        .filter(|id| !truth.iter().any(|r| r["id"] == *id))
+        .count();
+    assert_eq!(deleted_or_missing, 10, "10 hard deletes");
+}
