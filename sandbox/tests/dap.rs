@@ -1010,3 +1010,100 @@ async fn jsonl_snapshot_equals_the_expected_content_value_by_value() {
         .count();
     assert_eq!(deleted_or_missing, 10, "10 hard deletes");
 }
+
+/// A strict RFC 4180 reader keeping NULL (empty unquoted) apart from "" (empty quoted).
+fn parse_csv(text: &str) -> Vec<Vec<Option<String>>> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        let mut field = String::new();
+        let mut quoted = false;
+        if chars.peek() == Some(&'"') {
+            quoted = true;
+            chars.next();
+            while let Some(c) = chars.next() {
+                if c == '"' {
+                    if chars.peek() == Some(&'"') {
+                        chars.next();
+                        field.push('"');
+                    } else {
+                        break;
+                    }
+                } else {
+                    field.push(c);
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' || c == '\r' || c == '\n' {
+                    break;
+                }
+                field.push(c);
+                chars.next();
+            }
+        }
+        row.push((quoted || !field.is_empty()).then_some(field));
+        match chars.next() {
+            Some(',') => {}
+            Some('\r') => {
+                assert_eq!(chars.next(), Some('\n'), "CRLF line ends");
+                rows.push(std::mem::take(&mut row));
+                if chars.peek().is_none() {
+                    return rows;
+                }
+            }
+            None => return rows,
+            Some(other) => panic!("unexpected {other:?} after a field"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn csv_expanded_round_trips_nulls_empty_strings_and_nested_values() {
+    let server = start(small().with_pacing(0, 0)).await;
+    let api = Api::login(&server).await;
+    let job = api
+        .run_job("users", json!({"format": "csv", "mode": "expanded"}))
+        .await;
+    let mut rows = Vec::new();
+    let mut header = Vec::new();
+    for part in api.download(&job).await {
+        let mut parsed = parse_csv(&part);
+        header = parsed.remove(0);
+        rows.extend(parsed);
+    }
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("no column {name}"))
+    };
+    let (name, a, b, tags) = (
+        col("value.name"),
+        col("value.settings.a"),
+        col("value.settings.b"),
+        col("value.tags"),
+    );
+    let truth = expected(&api, "users").await;
+    assert_eq!(rows.len(), truth.len());
+    for (row, want) in rows.iter().zip(&truth) {
+        assert_eq!(row.len(), header.len());
+        assert_eq!(
+            row[name].as_deref(),
+            want["name"].as_str(),
+            "name of {}",
+            want["id"]
+        );
+        let settings = &want["settings"];
+        assert_eq!(row[a].clone(), settings.get("a").map(|v| v.to_string()));
+        assert_eq!(row[b].as_deref(), settings.get("b").and_then(Value::as_str));
+        match &want["tags"] {
+            Value::Null => assert_eq!(row[tags], None),
+            t => assert_eq!(
+                serde_json::from_str::<Value>(row[tags].as_deref().expect("tags")).expect("json"),
+                *t
+            ),
+        }
+    }
+}
