@@ -34,8 +34,8 @@ struct Args {
     /// Rows per DAP snapshot part.
     #[arg(long, default_value_t = 100_000)]
     dap_rows_per_part: u64,
-    /// Polls a DAP job answers `waiting`, then `running`, as `W,R`.
-    #[arg(long, value_delimiter = ',', default_values_t = vec![1u32, 1u32])]
+    /// Polls a DAP job answers `waiting`, then `running`: `W,R` or `W R`.
+    #[arg(long, value_delimiter = ',', num_args = 1..=2, default_values_t = vec![1u32, 1u32])]
     dap_pacing: Vec<u32>,
     /// Generate DAP snapshot files of every table in these formats (`tsv`, `csv`, `jsonl`;
     /// `tsv:expanded` for expanded mode) before printing the JSON line.

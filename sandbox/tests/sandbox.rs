@@ -75,7 +75,7 @@ async fn only_the_requested_services_start() {
 #[tokio::test]
 async fn binary_prints_one_json_line_then_serves() {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sandbox"))
-        .args(["--dap-table", "canvas.tiny=1"])
+        .args(["--dap-table", "canvas.tiny=1", "--dap-pacing", "0", "0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
