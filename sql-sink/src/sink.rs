@@ -253,6 +253,26 @@ impl Sink {
                 (LoadInner::Postgres(Box::new(load)), report)
             }
         };
+        if report.is_unchanged() {
+            tracing::debug!(table = %common.table, replace, "load started");
+        } else {
+            tracing::info!(
+                table = %common.table,
+                replace,
+                created = report.created,
+                added = ?report.added_columns,
+                widened = report.widened_columns.len(),
+                enum_values_added = report.enum_values_added.len(),
+                "load started; table structure changed"
+            );
+        }
+        if !report.kept_columns.is_empty() {
+            tracing::warn!(
+                table = %common.table,
+                kept = ?report.kept_columns,
+                "columns missing from the definition are kept with their data"
+            );
+        }
         Ok(Load {
             inner,
             common,
@@ -520,17 +540,28 @@ impl Load<'_> {
     /// fails, nothing of the load is kept.
     pub async fn commit(mut self, watermark: Watermark) -> Result<LoadSummary> {
         self.common.admit(None)?;
-        match self.inner {
+        let table = self.common.table.clone();
+        let (summary, value) = match self.inner {
             LoadInner::Sqlite(mut s, _) => {
                 s.settle().await?;
+                let value = watermark.value.clone();
                 let mut summary =
                     sqlite::load_call(&s.cmds, |r| LoadCmd::Commit(watermark, r)).await?;
                 summary.deleted_rows = s.deleted;
-                Ok(summary)
+                (summary, value)
             }
             #[cfg(feature = "postgres")]
-            LoadInner::Postgres(p) => p.commit(&watermark).await,
-        }
+            LoadInner::Postgres(p) => (p.commit(&watermark).await?, watermark.value),
+        };
+        tracing::info!(
+            %table,
+            upserted = summary.upserted_rows,
+            deleted = summary.deleted_rows,
+            batches = summary.batches,
+            watermark = %value,
+            "load committed"
+        );
+        Ok(summary)
     }
 
     /// Abandon the load; the database is left as it was before

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
@@ -298,7 +298,11 @@ fn write_meta(conn: &Connection, def: &TableDef, watermark: Option<&Watermark>) 
                  updated_at = excluded.updated_at",
                 quote(META_TABLE)
             );
-            let at = w.at.as_ref().map(value::format_timestamp);
+            // Microseconds, rounded, as PostgreSQL stores them.
+            let at =
+                w.at.map(|t| t.duration_round(TimeDelta::microseconds(1)).unwrap_or(t))
+                    .as_ref()
+                    .map(value::format_timestamp);
             let details = w.details.as_ref().map(|d| d.to_string());
             conn.execute(
                 &sql,

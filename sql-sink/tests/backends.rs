@@ -74,6 +74,17 @@ async fn create_upsert_delete(sink: &mut Sink, ns: &str) -> Observed {
     assert!(snap.contains("count=4"), "{snap}");
     seen.push(snap);
 
+    let at = Utc.with_ymd_and_hms(2024, 5, 1, 10, 11, 12).unwrap();
+    let precise = Watermark::new("ns").with_at(at + chrono::TimeDelta::nanoseconds(1_499));
+    let load = sink.begin_load(&def).await.unwrap();
+    load.commit(precise).await.unwrap();
+    let stored = sink.watermark(&t).await.unwrap().unwrap();
+    assert_eq!(
+        stored.at,
+        Some(at + chrono::TimeDelta::microseconds(1)),
+        "microsecond precision"
+    );
+
     let mut load = sink.begin_load(&def).await.unwrap();
     assert!(load.evolution().is_unchanged());
     let mut rows = batch(
@@ -480,6 +491,13 @@ async fn replace_swaps_in_one_transaction(sink: &mut Sink, ns: &str) -> Observed
         reader.watermark(&t).await.unwrap(),
         Some(Watermark::new("new"))
     );
+
+    // Replacing again works too (constraint and index names do not clash).
+    let mut load = sink.begin_replace(&new_def).await.unwrap();
+    let mut rows = batch(3, &[&[Some("3"), Some("new"), Some("yes")]]);
+    load.upsert(&mut rows).await.unwrap();
+    load.commit(Watermark::new("new")).await.unwrap();
+    assert_eq!(snapshot(sink, &t).await, after);
 
     // A failed replacement leaves the current table alone.
     sink.inject_fault(Fault::FailAfterBatches(0));
