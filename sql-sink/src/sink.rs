@@ -428,7 +428,9 @@ enum LoadInner<'a> {
 /// Batches are applied in the order given. On SQLite a batch is applied on
 /// the worker thread while the caller fills the next one, so an error in a
 /// batch may be reported by the following call or by `commit`; either way
-/// nothing of the load is committed.
+/// nothing of the load is committed. After any failed call, or a call whose
+/// future was dropped before it finished, the load refuses further batches
+/// and its commit ([`Error::LoadAborted`]).
 pub struct Load<'a> {
     inner: LoadInner<'a>,
     common: LoadCommon,
@@ -467,6 +469,10 @@ impl Load<'_> {
         }
         let columns = self.common.columns;
         self.common.admit(Some((rows, columns, "one per column")))?;
+        // If this future is dropped half-way (a timeout, `select!`), the
+        // batch may or may not have been applied: the flag stays set and the
+        // load can only be rolled back.
+        self.common.poisoned = true;
         let r = self.upsert_inner(rows).await;
         self.after(r)
     }
@@ -500,6 +506,10 @@ impl Load<'_> {
         let key_columns = self.common.key_columns;
         self.common
             .admit(Some((keys, key_columns, "one per key column")))?;
+        // If this future is dropped half-way (a timeout, `select!`), the
+        // batch may or may not have been applied: the flag stays set and the
+        // load can only be rolled back.
+        self.common.poisoned = true;
         let r = self.delete_inner(keys).await;
         self.after(r)
     }
@@ -526,6 +536,7 @@ impl Load<'_> {
     fn after(&mut self, r: Result<()>) -> Result<()> {
         match r {
             Ok(()) => {
+                self.common.poisoned = false;
                 self.common.batches += 1;
                 Ok(())
             }
