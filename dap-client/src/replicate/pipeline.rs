@@ -43,7 +43,7 @@ enum Batch {
 struct Pool(Mutex<Vec<RowBatch>>);
 
 impl Pool {
-    const KEEP: usize = 8;
+    const KEEP: usize = 4;
 
     fn take(&self, columns: usize) -> RowBatch {
         let mut pool = self.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -103,7 +103,7 @@ pub(crate) async fn stream_objects(
         limits,
         pool: Pool::default(),
     });
-    let (tx, mut rx) = mpsc::channel(limits.readers.max(1) + 1);
+    let (tx, mut rx) = mpsc::channel(limits.readers.max(1));
     let producer = AbortOnDrop(tokio::spawn(produce(shared.clone(), objects, tx)));
     let mut streamed = Streamed::default();
     let db = |e| ReplicateError::db(table)(e);
