@@ -157,116 +157,147 @@ impl<'a> Encoder<'a> {
         ts: &chrono::DateTime<chrono::Utc>,
         values: Option<&[Cell]>,
     ) {
-        let mut fields: Vec<Option<String>> = vec![Some(format_ts(ts))];
+        // Fields are written straight into `out`: no per-field String on this hot path.
+        let mut fields = Fields::new(out, self.format == Format::Csv);
+        fields.text(&format_ts(ts));
         if self.incremental {
-            fields.push(Some(if values.is_some() { "U" } else { "D" }.to_owned()));
+            fields.text(if values.is_some() { "U" } else { "D" });
         }
-        fields.push(Some(id.to_string()));
+        fields.display(id);
         for (i, c) in self.table.columns.iter().enumerate() {
             let cell = values.and_then(|v| v.get(i)).unwrap_or(&Cell::Null);
             if self.expanded && c.kind == ColumnKind::Settings {
-                let (a, b) = match cell {
-                    Cell::Json(v) => (v.get("a").map(scalar_text), v.get("b").map(scalar_text)),
-                    _ => (None, None),
+                let nested = |key: &str| match cell {
+                    Cell::Json(v) => v.get(key).filter(|v| !v.is_null()),
+                    _ => None,
                 };
-                fields.push(a.flatten());
-                fields.push(b.flatten());
+                for key in ["a", "b"] {
+                    match nested(key) {
+                        None => fields.null(),
+                        Some(Value::String(s)) => fields.text(s),
+                        Some(other) => fields.display(other),
+                    }
+                }
             } else {
-                fields.push(cell_text(cell));
+                fields.cell(cell);
             }
         }
-        match self.format {
-            Format::Csv => write_csv(out, &fields),
-            _ => write_tsv(out, &fields),
+        fields.end();
+    }
+}
+
+/// Writes the fields of one tabular line: TSV (PostgreSQL COPY text, `\N` NULL) or CSV
+/// (RFC 4180, NULL = empty unquoted, `""` = empty string, CRLF).
+struct Fields<'o> {
+    out: &'o mut Vec<u8>,
+    csv: bool,
+    first: bool,
+    scratch: String,
+}
+
+impl<'o> Fields<'o> {
+    fn new(out: &'o mut Vec<u8>, csv: bool) -> Self {
+        Self {
+            out,
+            csv,
+            first: true,
+            scratch: String::new(),
+        }
+    }
+
+    fn separator(&mut self) {
+        if !self.first {
+            self.out.push(if self.csv { b',' } else { b'\t' });
+        }
+        self.first = false;
+    }
+
+    fn null(&mut self) {
+        self.separator();
+        if !self.csv {
+            self.out.extend_from_slice(b"\\N");
+        }
+    }
+
+    fn text(&mut self, text: &str) {
+        self.separator();
+        if self.csv {
+            csv_field(self.out, text);
+        } else {
+            tsv_field(self.out, text);
+        }
+    }
+
+    fn display(&mut self, value: impl std::fmt::Display) {
+        use std::fmt::Write as _;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        // Writing into a String cannot fail.
+        let _ = write!(scratch, "{value}");
+        self.text(&scratch);
+        self.scratch = scratch;
+    }
+
+    fn cell(&mut self, cell: &Cell) {
+        match cell {
+            Cell::Null => self.null(),
+            Cell::Int(i) => self.display(i),
+            Cell::Text(s) => self.text(s),
+            Cell::Ts(ts) => self.text(&format_ts(ts)),
+            Cell::Float(f) => self.display(f),
+            Cell::Bool(b) => self.text(if *b { "true" } else { "false" }),
+            Cell::Json(v) => self.display(v),
+        }
+    }
+
+    fn end(self) {
+        self.out
+            .extend_from_slice(if self.csv { b"\r\n" } else { b"\n" });
+    }
+}
+
+/// One TSV field with PostgreSQL COPY text escaping.
+fn tsv_field(out: &mut Vec<u8>, text: &str) {
+    if !text.bytes().any(|b| b == b'\\' || b < 0x20) {
+        out.extend_from_slice(text.as_bytes());
+        return;
+    }
+    for b in text.bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0C => out.extend_from_slice(b"\\f"),
+            0x0B => out.extend_from_slice(b"\\v"),
+            0 => out.extend_from_slice(b"\\0"),
+            other => out.push(other),
         }
     }
 }
 
-fn scalar_text(v: &Value) -> Option<String> {
-    match v {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
+/// One CSV field: quoted when needed (and always when empty, so it differs from NULL).
+fn csv_field(out: &mut Vec<u8>, text: &str) {
+    let quote = text.is_empty()
+        || text
+            .bytes()
+            .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+        || text.starts_with(' ')
+        || text.ends_with(' ')
+        || text == "NULL";
+    if !quote {
+        out.extend_from_slice(text.as_bytes());
+        return;
     }
-}
-
-/// The text of a cell in a tabular format (None = NULL).
-fn cell_text(cell: &Cell) -> Option<String> {
-    match cell {
-        Cell::Null => None,
-        Cell::Int(i) => Some(i.to_string()),
-        Cell::Text(s) => Some(s.clone()),
-        Cell::Ts(ts) => Some(format_ts(ts)),
-        Cell::Float(f) => Some(f.to_string()),
-        Cell::Bool(b) => Some(b.to_string()),
-        Cell::Json(v) => Some(v.to_string()),
+    out.push(b'"');
+    for b in text.bytes() {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
     }
-}
-
-/// PostgreSQL COPY text escaping; NULL is `\N`.
-fn write_tsv(out: &mut Vec<u8>, fields: &[Option<String>]) {
-    for (i, field) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(b'\t');
-        }
-        match field {
-            None => out.extend_from_slice(b"\\N"),
-            Some(text) if !text.bytes().any(|b| b == b'\\' || b < 0x20) => {
-                out.extend_from_slice(text.as_bytes());
-            }
-            Some(text) => {
-                for b in text.bytes() {
-                    match b {
-                        b'\\' => out.extend_from_slice(b"\\\\"),
-                        b'\t' => out.extend_from_slice(b"\\t"),
-                        b'\n' => out.extend_from_slice(b"\\n"),
-                        b'\r' => out.extend_from_slice(b"\\r"),
-                        0x08 => out.extend_from_slice(b"\\b"),
-                        0x0C => out.extend_from_slice(b"\\f"),
-                        0x0B => out.extend_from_slice(b"\\v"),
-                        0 => out.extend_from_slice(b"\\0"),
-                        other => out.push(other),
-                    }
-                }
-            }
-        }
-    }
-    out.push(b'\n');
-}
-
-/// RFC 4180: quote when needed, double quotes; NULL is an empty unquoted field, the empty string
-/// is `""`. Lines end in CRLF.
-fn write_csv(out: &mut Vec<u8>, fields: &[Option<String>]) {
-    for (i, field) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        match field {
-            None => {}
-            Some(text) => {
-                let quote = text.is_empty()
-                    || text
-                        .bytes()
-                        .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
-                    || text.starts_with(' ')
-                    || text.ends_with(' ')
-                    || text == "NULL";
-                if quote {
-                    out.push(b'"');
-                    for b in text.bytes() {
-                        if b == b'"' {
-                            out.push(b'"');
-                        }
-                        out.push(b);
-                    }
-                    out.push(b'"');
-                } else {
-                    out.extend_from_slice(text.as_bytes());
-                }
-            }
-        }
-    }
-    out.extend_from_slice(b"\r\n");
+    out.push(b'"');
 }
 
 /// Writes the header and the records for `rows` into `sink`, in chunks.
@@ -297,33 +328,28 @@ pub fn write_records<W: Write>(
 mod tests {
     use super::*;
 
+    fn line(csv: bool, fields: &[Option<&str>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut w = Fields::new(&mut out, csv);
+        for f in fields {
+            match f {
+                Some(text) => w.text(text),
+                None => w.null(),
+            }
+        }
+        w.end();
+        out
+    }
+
     #[test]
     fn tsv_escapes_and_nulls() {
-        let mut out = Vec::new();
-        write_tsv(
-            &mut out,
-            &[
-                Some("a\tb\nc\\d".into()),
-                None,
-                Some(String::new()),
-                Some("\\N".into()),
-            ],
-        );
+        let out = line(false, &[Some("a\tb\nc\\d"), None, Some(""), Some("\\N")]);
         assert_eq!(out, b"a\\tb\\nc\\\\d\t\\N\t\t\\\\N\n");
     }
 
     #[test]
     fn csv_quotes_and_nulls() {
-        let mut out = Vec::new();
-        write_csv(
-            &mut out,
-            &[
-                Some("x,\"y\"".into()),
-                None,
-                Some(String::new()),
-                Some("plain".into()),
-            ],
-        );
+        let out = line(true, &[Some("x,\"y\""), None, Some(""), Some("plain")]);
         assert_eq!(out, b"\"x,\"\"y\"\"\",,\"\",plain\r\n");
     }
 }
