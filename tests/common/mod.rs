@@ -8,6 +8,7 @@
 pub mod archives;
 pub mod logs;
 pub mod proxy;
+pub mod raw_http;
 
 /// Standard base64 (with padding), used to check that HTTP Basic credentials
 /// never show up encoded either.
