@@ -207,7 +207,17 @@ impl Error {
                     }
                     (m, Some(db.code().code().to_string()))
                 }
-                None => (source.to_string(), None),
+                None => {
+                    // The driver's Display omits the cause ("error performing TLS handshake").
+                    let mut m = source.to_string();
+                    let mut cause = std::error::Error::source(&source);
+                    while let Some(c) = cause {
+                        m.push_str(": ");
+                        m.push_str(&c.to_string());
+                        cause = c.source();
+                    }
+                    (m, None)
+                }
             };
             Error::Postgres {
                 context,

@@ -55,8 +55,10 @@
 //!   with `INSERT .. SELECT .. ON CONFLICT (key) DO UPDATE` (deletes: `DELETE
 //!   .. USING`); while the table was empty at the start of the load, batches
 //!   are copied straight into it. Enums are `text` with a `CHECK`
-//!   constraint, JSON is `jsonb`, the session time zone is UTC. TLS is not
-//!   supported yet (connections use `NoTls`).
+//!   constraint, JSON is `jsonb`, the session time zone is UTC. With
+//!   `sslmode=require` (or `verify-ca`/`verify-full`) the connection uses
+//!   TLS (rustls) and verifies the server certificate against the system's
+//!   roots; the default `prefer` and `disable` connect without TLS.
 //!
 //! Identifiers (namespaces, tables, columns) come from servers and are
 //! validated ([`ident::validate`]) and always quoted ([`ident::quote`]).
@@ -73,6 +75,8 @@ mod sqlite;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod testing;
+#[cfg(feature = "postgres")]
+mod tls;
 mod value;
 mod watermark;
 

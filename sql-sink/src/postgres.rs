@@ -16,6 +16,7 @@ use std::str::FromStr;
 use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, Utc};
 use futures::SinkExt;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, Config, NoTls, Transaction};
 
 use crate::error::{Error, Result};
@@ -74,7 +75,8 @@ fn enum_check(column: &str, values: &[String]) -> String {
 impl PgSink {
     pub(crate) async fn connect_url(url: &str) -> Result<Self> {
         // The driver's parse errors name the option, never its value.
-        let config = Config::from_str(url).map_err(|e| Error::InvalidUrl {
+        let url = crate::tls::normalize_sslmode(url);
+        let config = Config::from_str(&url).map_err(|e| Error::InvalidUrl {
             reason: e.to_string(),
         })?;
         Self::connect(config).await
@@ -85,19 +87,26 @@ impl PgSink {
     }
 
     async fn connect(config: Config) -> Result<Self> {
-        let (client, connection) =
-            config
-                .connect(NoTls)
-                .await
-                .map_err(Error::postgres(format!(
-                    "connecting to {}",
-                    describe(&config)
-                )))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "PostgreSQL connection ended with an error");
+        let context = || format!("connecting to {}", describe(&config));
+        let client = match config.get_ssl_mode() {
+            SslMode::Require => {
+                let tls = crate::tls::RustlsConnector::with_system_roots()?;
+                let (client, connection) = config
+                    .connect(tls)
+                    .await
+                    .map_err(Error::postgres(context()))?;
+                tokio::spawn(drive(connection));
+                client
             }
-        });
+            _ => {
+                let (client, connection) = config
+                    .connect(NoTls)
+                    .await
+                    .map_err(Error::postgres(context()))?;
+                tokio::spawn(drive(connection));
+                client
+            }
+        };
         let mut sink = Self { client, config };
         sink.setup().await?;
         Ok(sink)
@@ -340,6 +349,17 @@ impl PgSink {
             out.push(values);
         }
         Ok(out)
+    }
+}
+
+/// Run a connection until it closes.
+async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if let Err(e) = connection.await {
+        tracing::warn!(error = %e, "PostgreSQL connection ended with an error");
     }
 }
 

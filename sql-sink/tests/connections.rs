@@ -117,3 +117,25 @@ async fn concurrent_loads_through_reopened_sinks() {
             .is_none()
     );
 }
+
+/// `sslmode=require` really asks for TLS (and a server without TLS is
+/// refused), while the default `prefer` falls back to a plain connection.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn sslmode_require_insists_on_tls() {
+    let Some(pg) = sql_sink::testing::TempPostgres::start_or_skip().await else {
+        return;
+    };
+    let plain = Sink::open(pg.url()).await.unwrap();
+    assert_eq!(plain.backend(), sql_sink::BackendKind::Postgres);
+    for mode in ["require", "verify-full"] {
+        let url = format!("{}?sslmode={mode}", pg.url());
+        let err = Sink::open(&url).await.unwrap_err();
+        assert!(
+            !matches!(err, Error::InvalidUrl { .. }),
+            "{mode} must be understood: {err}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("does not support TLS"), "{mode}: {text}");
+    }
+}
