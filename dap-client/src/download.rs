@@ -415,7 +415,8 @@ impl Client {
 
     /// The records of a complete job's objects. URLs are requested in one
     /// batch; up to [`download_concurrency`](crate::client::ClientBuilder::download_concurrency)
-    /// objects are read at once.
+    /// objects are read at once, each decoded on its own task behind a
+    /// bounded channel (see [`spawn_batched`](crate::record::spawn_batched)).
     pub async fn job_records(
         &self,
         job: &Job,

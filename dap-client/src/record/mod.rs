@@ -20,6 +20,7 @@ mod csv;
 mod jsonl;
 mod layout;
 mod line;
+mod pipeline;
 mod row;
 mod tsv;
 mod types;
@@ -30,6 +31,7 @@ use futures::Stream;
 use tokio::io::AsyncBufRead;
 
 pub use layout::Column;
+pub use pipeline::{DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCHES, spawn_batched};
 pub use row::RowRef;
 pub use types::{Fields, Meta, Record};
 
@@ -247,7 +249,9 @@ impl<R: AsyncBufRead + Unpin> RecordReader<R> {
 
     /// Turns the reader into a `Stream` of records.
     pub fn into_stream(self) -> impl Stream<Item = Result<Record, DecodeError>> {
-        futures::stream::try_unfold(self, |mut reader| async move {
+        // Boxed: the state moves on every item, and a reader embeds its
+        // decoder's buffers and state.
+        futures::stream::try_unfold(Box::new(self), |mut reader| async move {
             Ok(reader.next_record().await?.map(|r| (r, reader)))
         })
     }
