@@ -720,3 +720,79 @@ async fn a_success_body_that_is_not_json_is_reported_with_a_snippet() {
         "{e:?}"
     );
 }
+
+#[tokio::test]
+async fn a_truncated_object_is_read_again_and_no_record_is_lost_or_repeated() {
+    let rig = rig().await;
+    let full = gzip(b"key.id\tvalue.name\n1\tone\n2\ttwo\n3\tthree\n");
+    mount_complete_job(&rig.server, "j1", &[&full]).await;
+    // The first answer stops two thirds of the way through the gzip data.
+    Mock::given(method("GET"))
+        .and(path("/bucket/j1/part-0.tsv.gz"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_bytes(full[..full.len() * 2 / 3].to_vec()),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&rig.server)
+        .await;
+    let job = rig
+        .client
+        .execute_job("canvas", "users", SnapshotQuery::new(Format::Tsv))
+        .await
+        .unwrap();
+    let records: Vec<Value> = rig
+        .client
+        .job_records(&job, Format::Tsv, None)
+        .await
+        .unwrap()
+        .map_ok(|r| r.to_json())
+        .try_collect()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = records
+        .iter()
+        .map(|r| r["key"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["1", "2", "3"]);
+    assert_eq!(
+        requests_to(&rig.server, "/bucket/j1/part-0.tsv.gz")
+            .await
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn an_object_that_stays_corrupt_is_a_download_error_naming_it() {
+    let rig = rig().await;
+    let full = gzip(b"key.id\n1\n2\n");
+    mount_complete_job(&rig.server, "j1", &[&full]).await;
+    Mock::given(method("GET"))
+        .and(path("/bucket/j1/part-0.tsv.gz"))
+        .respond_with(ResponseTemplate::new(200).set_body_bytes(full[..full.len() / 2].to_vec()))
+        .with_priority(1)
+        .mount(&rig.server)
+        .await;
+    let job = rig
+        .client
+        .execute_job("canvas", "users", SnapshotQuery::new(Format::Tsv))
+        .await
+        .unwrap();
+    let e = rig
+        .client
+        .job_records(&job, Format::Tsv, None)
+        .await
+        .unwrap()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Download { object_id, .. } if object_id == "j1/part-0.tsv.gz"),
+        "{e:?}"
+    );
+    assert!(
+        !e.to_string().contains("X-Amz-Signature"),
+        "no signature in errors: {e}"
+    );
+}
