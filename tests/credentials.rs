@@ -321,10 +321,12 @@ async fn bds_never_shows_its_secret_or_rotating_tokens() {
 
 #[tokio::test]
 async fn ld_never_shows_its_password_secret_or_tokens() {
+    use common::raw_http::{RawResponse, serve};
     use ldbatch_client::{
-        Client, ContentType, FileSource, ImportRequest, PollPolicy, SecretString,
+        Client, ContentType, ExportRequest, FileSource, ImportRequest, PollPolicy, SecretString,
     };
     use sandbox::ld::LdConfig;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     let logs = logs::capture();
     let server = sandbox::ld::start(LdConfig::default(), Faults::new(), Stats::new())
@@ -370,6 +372,46 @@ async fn ld_never_shows_its_password_secret_or_tokens() {
     let done = client.wait(&job.job_id).await.expect("wait after a 401");
     evidence.debug(&done);
     client.status(&job.job_id).await.expect("status");
+
+    // An export's result links are pre-signed: downloaded without the token.
+    let export = client
+        .export(&ExportRequest::new("Account", ContentType::Json))
+        .await
+        .expect("export");
+    let export = client.wait(&export.job_id).await.expect("export done");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = client
+        .download_results(&export, dir.path())
+        .await
+        .expect("export results");
+    assert!(!files.is_empty());
+    // A result link on another host that answers 401 must not get the token.
+    let seen_authorization = Arc::new(AtomicU64::new(0));
+    let counter = seen_authorization.clone();
+    let foreign = serve(move |request| {
+        if request.headers.iter().any(|(n, _)| n == "authorization") {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+        RawResponse::json(401, serde_json::json!({"error": "unauthorized"}))
+    })
+    .await;
+    let crafted: ldbatch_client::Job = serde_json::from_value(serde_json::json!({
+        "jobId": "export-2",
+        "status": "Completed",
+        "downloadLink": format!("{}/results/export-2.json?sig=abc", foreign.url),
+    }))
+    .expect("a job");
+    let err = client
+        .download_results(&crafted, dir.path())
+        .await
+        .expect_err("401 from a foreign host");
+    evidence.error(&err);
+    assert!(foreign.requests() >= 1, "the link was fetched");
+    assert_eq!(
+        seen_authorization.load(Ordering::SeqCst),
+        0,
+        "the bearer token went to a foreign host"
+    );
 
     let wrong_password = "not-the-ld-password-5d2e";
     let rejected = builder(wrong_password).build().expect("client");
