@@ -44,7 +44,9 @@ fn table() -> TableDef {
 }
 
 /// Deterministic rows; every 10th name is NULL (empty unquoted CSV field).
-fn write_csv(path: &Path, rows: u64) -> std::io::Result<u64> {
+/// `version` changes every name and score, so loading version 2 over
+/// version 1 really updates every row.
+fn write_csv(path: &Path, rows: u64, version: u64) -> std::io::Result<u64> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
     writeln!(
         out,
@@ -65,7 +67,7 @@ fn write_csv(path: &Path, rows: u64) -> std::io::Result<u64> {
             "{i},{},{name},{state},{},{}.{},{}",
             i % 5000,
             ts.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
-            i % 100,
+            i % 100 + version,
             i % 13,
             i % 2 == 0
         )?;
@@ -172,7 +174,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .max(1);
     let dir = tempfile::tempdir()?;
     let csv_path = dir.path().join("events.csv");
-    let bytes = write_csv(&csv_path, rows)?;
+    let bytes = write_csv(&csv_path, rows, 1)?;
+    let csv_v2 = dir.path().join("events-v2.csv");
+    write_csv(&csv_v2, rows, 2)?;
     println!(
         "{rows} rows, {:.1} MB of CSV, batches of {BATCH_ROWS}, best of {repeat}",
         bytes as f64 / 1e6
@@ -188,7 +192,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         load_csv(&mut sink, &def, &csv_path).await?;
         fresh.push(start.elapsed());
         let start = Instant::now();
-        load_csv(&mut sink, &def, &csv_path).await?;
+        load_csv(&mut sink, &def, &csv_v2).await?;
         again.push(start.elapsed());
         drop(sink);
         match sqlite_reference(dir.path(), &csv_path, run) {
@@ -203,7 +207,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         best(&fresh),
     );
     report(
-        "sql-sink SQLite: upsert over existing rows",
+        "sql-sink SQLite: upsert changing every row",
         rows,
         bytes,
         best(&again),
@@ -214,7 +218,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     #[cfg(feature = "postgres")]
-    postgres(&def, &csv_path, rows, bytes, repeat).await?;
+    postgres(&def, [&csv_path, &csv_v2], rows, bytes, repeat).await?;
     #[cfg(not(feature = "postgres"))]
     println!("PostgreSQL: skipped (build with --features postgres)");
     Ok(())
@@ -223,7 +227,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 #[cfg(feature = "postgres")]
 async fn postgres(
     def: &TableDef,
-    csv_path: &Path,
+    [csv_path, csv_v2]: [&Path; 2],
     rows: u64,
     bytes: u64,
     repeat: usize,
@@ -243,7 +247,7 @@ async fn postgres(
         load_csv(&mut sink, def, csv_path).await?;
         fresh.push(start.elapsed());
         let start = Instant::now();
-        load_csv(&mut sink, def, csv_path).await?;
+        load_csv(&mut sink, def, csv_v2).await?;
         again.push(start.elapsed());
         drop(sink);
         match psql_copy(&pg.fresh_database().await?, csv_path) {
@@ -258,7 +262,7 @@ async fn postgres(
         best(&fresh),
     );
     report(
-        "sql-sink PostgreSQL: upsert over existing rows",
+        "sql-sink PostgreSQL: upsert changing every row",
         rows,
         bytes,
         best(&again),

@@ -831,12 +831,16 @@ impl PgLoad<'_> {
     }
 
     fn merge_sql(&self, dedup: bool) -> String {
-        let updates: Vec<String> = self
+        let non_key: Vec<String> = self
             .def
             .columns
             .iter()
             .filter(|c| !self.def.primary_key.contains(&c.name))
-            .map(|c| format!("{q} = EXCLUDED.{q}", q = quote(&c.name)))
+            .map(|c| quote(&c.name))
+            .collect();
+        let updates: Vec<String> = non_key
+            .iter()
+            .map(|q| format!("{q} = EXCLUDED.{q}"))
             .collect();
         let source = if dedup {
             let desc: Vec<String> = self.def.primary_key.iter().map(|k| quote(k)).collect();
@@ -852,10 +856,19 @@ impl PgLoad<'_> {
         let action = if updates.is_empty() {
             "DO NOTHING".to_string()
         } else {
-            format!("DO UPDATE SET {}", updates.join(", "))
+            // Rows that would not change are left alone: re-running a load
+            // (after a crash) then writes no new row versions.
+            let old: Vec<String> = non_key.iter().map(|q| format!("sql_sink_t.{q}")).collect();
+            let new: Vec<String> = non_key.iter().map(|q| format!("EXCLUDED.{q}")).collect();
+            format!(
+                "DO UPDATE SET {} WHERE ({}) IS DISTINCT FROM ({})",
+                updates.join(", "),
+                old.join(", "),
+                new.join(", ")
+            )
         };
         format!(
-            "INSERT INTO {} ({}) {source} ON CONFLICT ({}) {action}",
+            "INSERT INTO {} AS sql_sink_t ({}) {source} ON CONFLICT ({}) {action}",
             self.target, self.columns, self.keys
         )
     }

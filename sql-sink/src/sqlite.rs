@@ -519,8 +519,6 @@ struct LoadState {
     table: TableName,
     /// Physical table the rows go to (the replacement table when replacing).
     target: String,
-    /// Definition the caller gave (row order).
-    def: TableDef,
     /// Definition the table has after evolution.
     physical: TableDef,
     columns: Vec<ColumnPlan>,
@@ -650,7 +648,6 @@ fn start_load(
         LoadState {
             table,
             target,
-            def,
             physical,
             columns,
             keys,
@@ -807,7 +804,6 @@ fn finish(tx: Transaction<'_>, state: &LoadState, watermark: &Watermark) -> Resu
         "committing the load of {}",
         state.table
     )))?;
-    let _ = &state.def;
     Ok(LoadSummary {
         upserted_rows: state.rows,
         deleted_rows: state.deleted,
