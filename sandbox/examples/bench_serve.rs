@@ -54,6 +54,17 @@ fn peak_rss_mib(pid: &str) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// User + system CPU seconds a process has used (Linux clock ticks are 100 Hz).
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 fn sandbox_binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("SANDBOX_BIN") {
         return Some(PathBuf::from(path));
@@ -209,6 +220,7 @@ async fn main() -> Result<(), Failure> {
         .ok_or("login failed")?
         .to_owned();
 
+    let cpu_before = cpu_seconds(&pid);
     let started = Instant::now();
     let job = run_job(
         &http,
@@ -218,6 +230,9 @@ async fn main() -> Result<(), Failure> {
     )
     .await?;
     let generated = started.elapsed();
+    let generation_cpu = cpu_seconds(&pid)
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     let parts = job["objects"].as_array().map_or(0, Vec::len);
 
     let started = Instant::now();
@@ -236,6 +251,9 @@ async fn main() -> Result<(), Failure> {
         generated.as_secs_f64(),
         args.rows as f64 / generated.as_secs_f64()
     );
+    if let Some(cpu) = generation_cpu {
+        println!("generation CPU     {cpu:.2} s (user + system, all threads)");
+    }
     println!(
         "serve              {:.2} s ({:.0} MiB/s, {:.0} rows/s)",
         served.as_secs_f64(),
