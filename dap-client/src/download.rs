@@ -415,8 +415,9 @@ impl Client {
 
     /// The records of a complete job's objects. URLs are requested in one
     /// batch; up to [`download_concurrency`](crate::client::ClientBuilder::download_concurrency)
-    /// objects are read at once, each decoded on its own task behind a
-    /// bounded channel (see [`spawn_batched`](crate::record::spawn_batched)).
+    /// objects are read at once (their downloads overlap; decoding runs on
+    /// the consumer's task: wrap the stream in
+    /// [`spawn_batched`](crate::record::spawn_batched) to move it to another).
     pub async fn job_records(
         &self,
         job: &Job,

@@ -9,7 +9,13 @@ use super::row::RawRow;
 /// Splits one line (without its line ending) into unescaped cells.
 pub(crate) fn decode_line(line: &str, row: &mut RawRow) {
     row.clear();
-    for cell in line.split('\t') {
+    let bytes = line.as_bytes();
+    let mut from = 0;
+    let ends = memchr::memchr_iter(b'\t', bytes).chain(std::iter::once(bytes.len()));
+    for to in ends {
+        // Tabs are ASCII, so `from..to` always lies on character boundaries.
+        let cell = line.get(from..to).unwrap_or_default();
+        from = to + 1;
         if cell == "\\N" {
             row.push_null();
             continue;
