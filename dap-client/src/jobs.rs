@@ -131,8 +131,8 @@ impl Client {
     }
 
     /// Runs a query job and then `use_job` on it; when the job (or its
-    /// objects) turns out to have expired, or expires before `use_job`
-    /// starts, the query is started again and `use_job` retried.
+    /// objects) turns out to have expired, the query is started again and
+    /// `use_job` retried once.
     pub(crate) async fn with_fresh_job<T, F, Fut>(
         &self,
         namespace: &str,
@@ -148,16 +148,12 @@ impl Client {
         loop {
             let job = self.execute_job(namespace, table, query.clone()).await?;
             let id = job.id.clone();
-            let outcome = if expires_soon(&job) {
-                Err(Error::JobExpired { job_id: id.clone() })
-            } else {
-                use_job(job).await
-            };
+            // Expiry is judged by the server (a 404 for the job or its
+            // objects), not by comparing `expires_at` with a local clock
+            // that may be skewed.
+            let outcome = use_job(job).await;
             match outcome {
-                Err(e)
-                    if (is_expired_job(&e) || matches!(e, Error::JobExpired { .. }))
-                        && restarts < MAX_RESTARTS =>
-                {
+                Err(e) if is_expired_job(&e) && restarts < MAX_RESTARTS => {
                     restarts += 1;
                     tracing::warn!(job_id = %id, error = %e, "the job expired before its output was fetched; restarting it");
                 }
