@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use client_core::waiter::Acceptance;
+use futures::stream::{self, BoxStream, StreamExt};
 
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -82,6 +83,54 @@ impl Client {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Polls `job` like [`Client::wait_for_job`], yielding every state seen,
+    /// for progress displays. The last item is the complete job, or an
+    /// error ([`Error::JobFailed`], [`Error::JobTimeout`], a request error).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: dap_client::Client, job: dap_client::Job) -> dap_client::Result<()> {
+    /// use futures::TryStreamExt;
+    /// let mut states = client.watch_job(job);
+    /// while let Some(state) = states.try_next().await? {
+    ///     eprintln!("job {}: {}", state.id, state.status);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn watch_job(&self, job: Job) -> BoxStream<'static, Result<Job>> {
+        if job.is_terminal() {
+            return stream::once(async move { require_complete(job) }).boxed();
+        }
+        let (client, id) = (self.clone(), job.id.clone());
+        let poll = move || {
+            let (client, id) = (client.clone(), id.clone());
+            async move { client.job(&id).await }
+        };
+        let accept = |j: &Job| {
+            if j.is_terminal() {
+                Acceptance::Success
+            } else {
+                Acceptance::Pending(None)
+            }
+        };
+        let id = job.id;
+        self.inner
+            .waiter
+            .stream(poll, accept)
+            .map(move |item| match item {
+                Ok(job) if job.is_terminal() => require_complete(job),
+                Ok(job) => Ok(job),
+                Err(Error::Http(client_core::Error::Timeout { elapsed, polls })) => {
+                    Err(Error::JobTimeout {
+                        job_id: id.clone(),
+                        elapsed,
+                        polls,
+                    })
+                }
+                Err(e) => Err(e),
+            })
+            .boxed()
     }
 
     /// Starts a query job and waits until it completes; returns the

@@ -796,3 +796,58 @@ async fn an_object_that_stays_corrupt_is_a_download_error_naming_it() {
         "no signature in errors: {e}"
     );
 }
+
+#[tokio::test]
+async fn rate_limits_are_waited_out_with_retry_after() {
+    let rig = rig().await;
+    Mock::given(method("POST"))
+        .and(path("/dap/query/canvas/table/users/data"))
+        .respond_with(
+            json_reply(429, json!({"message": "Too Many Requests"}))
+                .insert_header("retry-after", "7"),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&rig.server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/dap/query/canvas/table/users/data"))
+        .respond_with(json_reply(202, json!({"id":"j1","status":"waiting"})))
+        .mount(&rig.server)
+        .await;
+    let job = rig
+        .client
+        .query_snapshot("canvas", "users", &SnapshotQuery::new(Format::Jsonl))
+        .await
+        .unwrap();
+    assert_eq!(job.id, "j1");
+    assert!(
+        rig.sleeper.sleeps().contains(&Duration::from_secs(7)),
+        "{:?}",
+        rig.sleeper.sleeps()
+    );
+}
+
+#[tokio::test]
+async fn watching_a_job_yields_each_state_then_the_failure() {
+    let rig = rig().await;
+    mount_job_sequence(
+        &rig.server,
+        &[
+            json!({"id":"j1","status":"running"}),
+            json!({"id":"j1","status":"failed","error":{"type":"ProcessingError","uuid":"u","message":"disk full"}}),
+        ],
+    )
+    .await;
+    let job: dap_client::Job =
+        serde_json::from_value(json!({"id":"j1","status":"waiting"})).unwrap();
+    let items: Vec<_> = futures::StreamExt::collect::<Vec<_>>(rig.client.watch_job(job)).await;
+    assert!(
+        matches!(&items[0], Ok(j) if j.status == JobStatus::Running),
+        "{items:?}"
+    );
+    assert!(
+        matches!(items.last(), Some(Err(Error::JobFailed { .. }))),
+        "{items:?}"
+    );
+}
