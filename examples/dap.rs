@@ -429,10 +429,22 @@ where
     let mut failed = 0;
     let mut last_error = None;
     for (i, table) in names.iter().enumerate() {
-        match work(table.clone()).await {
-            Ok(summary) if ui.interactive => {
+        // The job runs before any object downloads: show that it is alive.
+        let spinner = ui.interactive.then(|| {
+            let spinner = ui.bars.add(ProgressBar::new_spinner());
+            spinner.set_message(format!("{table}: working"));
+            spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+            spinner
+        });
+        let outcome = work(table.clone()).await;
+        if let Some(spinner) = spinner {
+            spinner.finish_and_clear();
+        }
+        match outcome {
+            Ok(summary) if ui.interactive && !ui.bars.is_hidden() => {
                 let _ = ui.bars.println(format!("{table}: done {summary}"));
             }
+            Ok(summary) if ui.interactive => println!("{table}: done {summary}"),
             Ok(summary) => println!("{summary}"),
             Err(e) if e.is_fatal() => {
                 tracing::error!(table = %table, error = %e, "stopping: this error affects every table");
