@@ -135,7 +135,7 @@ impl Replicator {
                             Operation::Drop => self.drop(namespace, table).await,
                         };
                         if let Err(e) = &r {
-                            tracing::warn!(operation = %operation, error = %e, "table failed");
+                            tracing::debug!(operation = %operation, error = %e, "table failed");
                             if e.is_fatal() {
                                 stop.store(true, Ordering::SeqCst);
                             }
