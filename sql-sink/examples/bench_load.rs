@@ -56,7 +56,7 @@ fn write_csv(path: &Path, rows: u64, version: u64) -> std::io::Result<u64> {
         let name = if i % 10 == 0 {
             String::new()
         } else {
-            format!("\"user, number {i}\"")
+            format!("\"user, number {i} v{version}\"")
         };
         let state = if i % 7 == 0 { "deleted" } else { "active" };
         let secs = 1_700_000_000 + i;
