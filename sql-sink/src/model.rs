@@ -30,8 +30,8 @@ impl TableName {
     }
 
     /// Check both parts (see [`crate::ident::validate`]); the namespace must
-    /// also not be the sink's own (`sql_sink`) nor contain `__`, which the
-    /// SQLite layout uses as its separator.
+    /// also not be the sink's own (`sql_sink`), contain `__` (the SQLite
+    /// layout's separator) or end with `_`.
     pub fn validate(&self) -> Result<(), Error> {
         ident::validate("namespace", &self.schema)?;
         ident::validate("table", &self.name)?;
@@ -42,11 +42,20 @@ impl TableName {
                 reason: "it is reserved for the sink's meta table",
             });
         }
+        // SQLite names tables `<namespace>__<table>`; these two rules make
+        // that unambiguous (the first `__` is always the separator).
         if self.schema.contains("__") {
             return Err(Error::InvalidIdentifier {
                 what: "namespace",
                 name: ident::shorten(&self.schema),
                 reason: "it contains `__`, the separator of the SQLite table layout",
+            });
+        }
+        if self.schema.ends_with('_') {
+            return Err(Error::InvalidIdentifier {
+                what: "namespace",
+                name: ident::shorten(&self.schema),
+                reason: "it ends with `_`, which would make SQLite table names ambiguous",
             });
         }
         Ok(())
@@ -394,6 +403,9 @@ mod tests {
             ["id"],
         );
         assert!(reserved.validate().is_err());
+        assert!(TableName::new("a__b", "t").validate().is_err());
+        assert!(TableName::new("a_", "t").validate().is_err());
+        assert!(TableName::new("canvas_logs", "_t").validate().is_ok());
     }
 
     #[test]

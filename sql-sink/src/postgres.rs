@@ -29,6 +29,8 @@ use crate::value::{self, Value};
 use crate::watermark::{TableStatus, Watermark};
 
 const META: &str = "\"sql_sink\".\"tables\"";
+/// The sink's own schema (meta table, replacements being loaded).
+const META_SCHEMA: &str = "sql_sink";
 /// Arbitrary constant naming the advisory lock that serialises creation of
 /// the meta table by concurrent sinks.
 const META_LOCK: i64 = 0x5351_4c53_494e_4b00;
@@ -59,8 +61,13 @@ fn enum_constraint(column: &str) -> String {
     format!("sql_sink_enum_{:016x}", fnv64(column))
 }
 
+/// A replacement is built in the sink's own schema, so creating or dropping
+/// it can never touch a table of the user's.
 fn replacement_name(table: &TableName) -> String {
-    format!("sql_sink_replace_{:016x}", fnv64(&table.name))
+    format!(
+        "replace_{:016x}",
+        fnv64(&format!("{}\u{1}{}", table.schema, table.name))
+    )
 }
 
 fn enum_check(column: &str, values: &[String]) -> String {
@@ -178,7 +185,7 @@ impl PgSink {
         let (report, physical, target) = if replace {
             lock(&tx, &table).await?;
             let plan = evolve::plan(None, def)?;
-            let target = qualified(&table.schema, &replacement_name(&table));
+            let target = qualified(META_SCHEMA, &replacement_name(&table));
             tx.batch_execute(&format!(
                 "CREATE SCHEMA IF NOT EXISTS {}; DROP TABLE IF EXISTS {target}; {}",
                 quote(&table.schema),
@@ -916,8 +923,10 @@ impl PgLoad<'_> {
             let live = qualified(&self.table.schema, &self.table.name);
             self.tx
                 .batch_execute(&format!(
-                    "DROP TABLE IF EXISTS {live}; ALTER TABLE {} RENAME TO {}",
+                    "DROP TABLE IF EXISTS {live}; ALTER TABLE {} SET SCHEMA {}; ALTER TABLE {} RENAME TO {}",
                     self.target,
+                    quote(&self.table.schema),
+                    qualified(&self.table.schema, &replacement_name(&self.table)),
                     quote(&self.table.name)
                 ))
                 .await

@@ -36,8 +36,10 @@ pub(crate) fn physical_name(table: &TableName) -> String {
     format!("{}__{}", table.schema, table.name)
 }
 
+/// Where a replacement is loaded: its namespace part is the reserved
+/// `sql_sink`, so no managed table can have this name.
 fn replace_name(table: &TableName) -> String {
-    format!("{}__{}__sink_replace", table.schema, table.name)
+    format!("sql_sink__replace__{}__{}", table.schema, table.name)
 }
 
 type Reply<T> = oneshot::Sender<Result<T>>;
