@@ -156,7 +156,9 @@ pub(crate) fn check_scheme(url: &Url, allow_insecure_http: bool) -> Result<()> {
         "http" if allow_insecure_http || is_loopback(url) => Ok(()),
         "http" => Err(Error::Config(format!(
             "refusing plain http:// to {}: credentials and data would travel unencrypted. \
-             Use https://, or allow it explicitly with allow_insecure_http(true)",
+             Use https://, or, on a trusted network only, opt in with \
+             `.allow_insecure_http(true)` on the client's builder (the service crates' \
+             `ClientBuilder` and client_core's `HttpClientBuilder` all have it)",
             url.host_str().unwrap_or("?")
         ))),
         other => Err(Error::Config(format!(
