@@ -26,6 +26,11 @@ pub const DEFAULT_BASE_URL: &str = "https://api-gateway.instructure.com";
 pub const DEFAULT_DOWNLOAD_CONCURRENCY: usize = 4;
 /// Objects per `POST /dap/object/url` request by default.
 pub const DEFAULT_URL_BATCH_SIZE: usize = 100;
+/// The default cap on what one object may decompress to: 64 GiB. Far above
+/// any real DAP object (they are split into parts of a few hundred MiB), yet
+/// a gzip bomb stops here instead of filling the disk. Change it with
+/// [`ClientBuilder::max_decompressed_bytes`].
+pub const DEFAULT_MAX_DECOMPRESSED_BYTES: u64 = 64 * 1024 * 1024 * 1024;
 
 /// A client of the DAP Query API. Cheap to clone.
 ///
@@ -52,7 +57,8 @@ pub(crate) struct Inner {
     pub(crate) sleeper: Arc<dyn Sleeper>,
     pub(crate) concurrency: usize,
     pub(crate) url_batch_size: usize,
-    pub(crate) max_decompressed: Option<u64>,
+    pub(crate) max_decompressed: u64,
+    pub(crate) max_line_len: usize,
     pub(crate) object_attempts: u32,
     pub(crate) progress: Option<crate::download::ProgressFn>,
 }
@@ -212,12 +218,11 @@ impl Client {
         let retry_after = response.retry_after();
         let body = response.bytes().await?;
         if !(200..300).contains(&status) {
-            let text = String::from_utf8_lossy(&body);
             return Err(Error::from_response(
                 &method,
                 &url,
                 status,
-                &text,
+                &body,
                 retry_after,
             ));
         }
@@ -281,6 +286,8 @@ pub struct ClientBuilder {
     concurrency: Option<usize>,
     url_batch_size: Option<usize>,
     max_decompressed: Option<u64>,
+    max_line_len: Option<usize>,
+    allow_insecure_http: bool,
     sleeper: Option<Arc<dyn Sleeper>>,
     clock: Option<Arc<dyn Clock>>,
     random: Option<Arc<dyn RandomSource>>,
@@ -364,9 +371,34 @@ impl ClientBuilder {
     }
 
     /// Refuses objects that decompress to more than this many bytes
-    /// (default: no limit).
+    /// (default [`DEFAULT_MAX_DECOMPRESSED_BYTES`], 64 GiB). Applies to
+    /// decompressed downloads and to record streams; pass `u64::MAX` to
+    /// lift the cap.
     pub fn max_decompressed_bytes(mut self, limit: u64) -> Self {
         self.max_decompressed = Some(limit);
+        self
+    }
+
+    /// Caps one line (one JSONL record, one TSV/CSV row) in the record
+    /// streams of [`Client::object_records`], [`Client::job_records`] and
+    /// [`Client::table_records`] (default
+    /// [`DEFAULT_MAX_LINE_LEN`](crate::record::DEFAULT_MAX_LINE_LEN),
+    /// 64 MiB). A longer line ends the stream with
+    /// [`DecodeError::LineTooLong`](crate::record::DecodeError::LineTooLong)
+    /// instead of growing a buffer without bound; lower it on
+    /// low-memory workers.
+    pub fn max_line_len(mut self, bytes: usize) -> Self {
+        self.max_line_len = Some(bytes.max(1));
+        self
+    }
+
+    /// Allows plain `http://` to a host that is not loopback, for the API
+    /// and its token endpoint (default `false`: such URLs are refused at
+    /// [`build`](Self::build), because the client secret and the data
+    /// would travel unencrypted). Loopback hosts are always allowed. Only
+    /// for test rigs or proxies on a trusted network.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
         self
     }
 
@@ -451,7 +483,8 @@ impl ClientBuilder {
             }))
             .retry_policy(self.retry_policy.unwrap_or_default())
             .sleeper(sleeper.clone())
-            .clock(clock.clone());
+            .clock(clock.clone())
+            .allow_insecure_http(self.allow_insecure_http);
         if let Some(random) = self.random {
             http = http.random(random);
         }
@@ -479,7 +512,12 @@ impl ClientBuilder {
                 sleeper,
                 concurrency: self.concurrency.unwrap_or(DEFAULT_DOWNLOAD_CONCURRENCY),
                 url_batch_size: self.url_batch_size.unwrap_or(DEFAULT_URL_BATCH_SIZE),
-                max_decompressed: self.max_decompressed,
+                max_decompressed: self
+                    .max_decompressed
+                    .unwrap_or(DEFAULT_MAX_DECOMPRESSED_BYTES),
+                max_line_len: self
+                    .max_line_len
+                    .unwrap_or(crate::record::DEFAULT_MAX_LINE_LEN),
                 object_attempts: 4,
                 progress: self.progress,
             }),
@@ -506,5 +544,49 @@ mod tests {
             .credentials("id", SecretString::from(""))
             .build();
         assert!(matches!(e, Err(Error::Config(_))));
+    }
+
+    fn builder(base: &str) -> ClientBuilder {
+        Client::builder()
+            .base_url(base)
+            .credentials("id", SecretString::from("secret"))
+    }
+
+    #[test]
+    fn remote_plain_http_needs_the_builder_opt_in() {
+        let Err(Error::Config(message)) = builder("http://dap.example.invalid").build() else {
+            panic!("plain http to a remote host must be refused");
+        };
+        assert!(
+            message.contains("refusing plain http://") && message.contains("allow_insecure_http"),
+            "the refusal names the opt-in: {message}"
+        );
+        builder("http://dap.example.invalid")
+            .allow_insecure_http(true)
+            .build()
+            .expect("the opt-in allows it");
+        builder("http://127.0.0.1:9")
+            .build()
+            .expect("loopback needs no opt-in");
+    }
+
+    #[test]
+    fn decompression_and_line_caps_have_safe_defaults_and_can_be_changed() {
+        let client = builder("https://dap.example.invalid").build().unwrap();
+        assert_eq!(
+            client.inner.max_decompressed,
+            DEFAULT_MAX_DECOMPRESSED_BYTES
+        );
+        assert_eq!(
+            client.inner.max_line_len,
+            crate::record::DEFAULT_MAX_LINE_LEN
+        );
+        let client = builder("https://dap.example.invalid")
+            .max_decompressed_bytes(1 << 20)
+            .max_line_len(4096)
+            .build()
+            .unwrap();
+        assert_eq!(client.inner.max_decompressed, 1 << 20);
+        assert_eq!(client.inner.max_line_len, 4096);
     }
 }

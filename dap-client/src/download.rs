@@ -215,10 +215,9 @@ impl Client {
     }
 
     async fn save_decompressed(&self, download: &Download, path: &Path) -> client_core::Result<()> {
-        let mut download = download.clone();
-        if let Some(limit) = self.inner.max_decompressed {
-            download = download.max_decompressed_bytes(limit);
-        }
+        let download = download
+            .clone()
+            .max_decompressed_bytes(self.inner.max_decompressed);
         let mut reader = download.open(&self.inner.http).await?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let io = |what: &str, e| client_core::Error::io(format!("{what} {}", path.display()), e);
@@ -374,13 +373,9 @@ impl Client {
         resource: &Resource,
     ) -> Result<DownloadReader> {
         let stash = Arc::new(Mutex::new(None));
-        let mut download = self
-            .object_download(&object.id, &resource.url, &stash)
-            .gzip(true);
-        if let Some(limit) = self.inner.max_decompressed {
-            download = download.max_decompressed_bytes(limit);
-        }
-        download
+        self.object_download(&object.id, &resource.url, &stash)
+            .gzip(true)
+            .max_decompressed_bytes(self.inner.max_decompressed)
             .open(&self.inner.http)
             .await
             .map_err(|e| Self::download_error(&object.id, e, &stash))
@@ -518,7 +513,8 @@ impl ObjectRecords {
             BufReader::with_capacity(256 * 1024, body),
             self.format.clone(),
         )?
-        .with_source_name(self.object.id.clone());
+        .with_source_name(self.object.id.clone())
+        .max_line_len(self.client.inner.max_line_len);
         if let Some(schema) = &self.schema {
             reader = reader.with_schema(schema.clone());
         }

@@ -84,6 +84,13 @@ fn range_text(since: &Option<DateTime<Utc>>, until: &Option<DateTime<Utc>>) -> S
     }
 }
 
+fn origin_text(method: &str, url: &str) -> String {
+    match (method, url) {
+        ("", "") => "the DAP service".to_string(),
+        (m, u) => format!("{m} {u}").trim().to_string(),
+    }
+}
+
 fn not_found_text(kind: &Option<String>, id: &Option<String>) -> String {
     match (kind, id) {
         (Some(k), Some(i)) => format!("{k} {i:?} does not exist or has expired"),
@@ -188,11 +195,16 @@ pub enum Error {
 
     /// The server answered with an error status and a body that is not a DAP
     /// error (an HTML page from a proxy, an unknown JSON shape, ...).
-    #[error("{method} {url} returned HTTP {status} with an unexpected body: {body_snippet}")]
+    #[error(
+        "{} returned HTTP {status} with an unexpected body: {body_snippet}",
+        origin_text(method, url)
+    )]
     Server {
-        /// HTTP method.
+        /// HTTP method (empty when the body was classified with
+        /// [`Error::from_body`]).
         method: String,
-        /// URL without its query string.
+        /// URL without its query string (empty when the body was
+        /// classified with [`Error::from_body`]).
         url: String,
         /// HTTP status.
         status: u16,
@@ -356,22 +368,49 @@ impl Error {
         }
     }
 
+    /// Classifies an error response of the DAP API from its HTTP status and
+    /// body, as the client does with every non-2xx answer (specs/dap.md §5):
+    /// by the body's `error.type` first (so `SnapshotRequired` and
+    /// `OutOfRange` stay distinct), then by the fields the body carries,
+    /// then by the status. A body that is not a DAP error (an HTML page
+    /// from a proxy, other JSON) becomes [`Error::Server`] with a snippet
+    /// of it and no method or URL. Bytes that are not UTF-8 are decoded
+    /// lossily.
+    ///
+    /// Useful to classify a response obtained some other way (a proxy log,
+    /// a recorded exchange) and to fuzz the classification directly. Never
+    /// panics, whatever the bytes.
+    ///
+    /// ```
+    /// use dap_client::Error;
+    ///
+    /// let body = br#"{"error":{"type":"SnapshotRequired","uuid":"u-1","message":"table reloaded"}}"#;
+    /// let e = Error::from_body(400, body);
+    /// assert!(e.requires_snapshot());
+    /// assert!(matches!(Error::from_body(502, b"<html>Bad Gateway</html>"), Error::Server { status: 502, .. }));
+    /// ```
+    pub fn from_body(status: u16, body: &[u8]) -> Self {
+        Self::from_response("", "", status, body, None)
+    }
+
     /// Classifies an error response from its status and body.
     pub(crate) fn from_response(
         method: &str,
         url: &str,
         status: u16,
-        body: &str,
+        body: &[u8],
         retry_after: Option<Duration>,
     ) -> Self {
         let server = || Error::Server {
             method: method.to_string(),
             url: client_core::error::redact_url(url),
             status,
-            body_snippet: client_core::error::snippet(body.as_bytes(), 512),
+            body_snippet: client_core::error::snippet(body, 512),
             retry_after,
         };
-        let Ok(Value::Object(mut root)) = serde_json::from_str::<Value>(body) else {
+        // Invalid UTF-8 inside a message must not hide the error's class.
+        let text = String::from_utf8_lossy(body);
+        let Ok(Value::Object(mut root)) = serde_json::from_str::<Value>(&text) else {
             return server();
         };
         let Some(Value::Object(fields)) = root.remove("error") else {
@@ -389,7 +428,7 @@ impl From<client_core::Error> for Error {
                 &api.method,
                 &api.url,
                 api.status,
-                &api.body_snippet,
+                api.body_snippet.as_bytes(),
                 api.retry_after,
             );
         }
@@ -526,7 +565,7 @@ mod tests {
             "POST",
             "https://api.example/dap/x?sig=1",
             status,
-            body,
+            body.as_bytes(),
             None,
         )
     }
@@ -672,6 +711,33 @@ mod tests {
             map(418, r#"{"error":{"message":"tea"}}"#),
             Error::Server { .. }
         ));
+    }
+
+    #[test]
+    fn from_body_classifies_without_a_request() {
+        let e = Error::from_body(
+            400,
+            br#"{"error":{"type":"SnapshotRequired","uuid":"u","message":"reloaded"}}"#,
+        );
+        assert!(e.requires_snapshot(), "{e:?}");
+        // Invalid UTF-8 in the message does not hide the class.
+        let e = Error::from_body(
+            404,
+            b"{\"error\":{\"type\":\"ObjectNotFound\",\"message\":\"no \xff\",\"id\":\"t\",\"kind\":\"table\"}}",
+        );
+        assert!(
+            matches!(&e, Error::NotFound { kind: Some(k), .. } if k == "table"),
+            "{e:?}"
+        );
+        // Not a DAP error: a server error whose message does not start
+        // with an empty method and URL.
+        let e = Error::from_body(503, b"\xff\xfe<html>down</html>");
+        assert!(matches!(&e, Error::Server { status: 503, .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("the DAP service returned HTTP 503") && text.contains("down"),
+            "{text}"
+        );
     }
 
     #[test]

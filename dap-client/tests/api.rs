@@ -851,3 +851,36 @@ async fn watching_a_job_yields_each_state_then_the_failure() {
         "{items:?}"
     );
 }
+
+#[tokio::test]
+async fn the_builder_line_cap_bounds_record_streams() {
+    let long_row = format!("key.id\tvalue.name\n1\t{}\n", "x".repeat(300));
+    for (cap, fits) in [(None, true), (Some(100), false)] {
+        let rig = rig_with(|b| match cap {
+            Some(cap) => b.max_line_len(cap),
+            None => b,
+        })
+        .await;
+        mount_complete_job(&rig.server, "j1", &[&gzip(long_row.as_bytes())]).await;
+        let job = rig
+            .client
+            .execute_job("canvas", "users", SnapshotQuery::new(Format::Tsv))
+            .await
+            .unwrap();
+        let outcome = rig
+            .client
+            .job_records(&job, Format::Tsv, None)
+            .await
+            .unwrap()
+            .try_collect::<Vec<_>>()
+            .await;
+        match (fits, outcome) {
+            (true, Ok(records)) => assert_eq!(records.len(), 1),
+            (
+                false,
+                Err(Error::Decode(dap_client::record::DecodeError::LineTooLong { limit, .. })),
+            ) => assert_eq!(limit, 100),
+            (_, other) => panic!("cap {cap:?}: {other:?}"),
+        }
+    }
+}
