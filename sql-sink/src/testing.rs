@@ -17,6 +17,10 @@
 //! be found it prints why to stderr and returns `None`, so the test passes
 //! as skipped — unless `REQUIRE_POSTGRES=1`, in which case it panics.
 //!
+//! The private server runs with `fsync=off` (it is thrown away) and is
+//! stopped with `pg_ctl stop -m immediate` on drop, also when the test
+//! panics; only a killed test process can leave one behind.
+//!
 //! ```no_run
 //! # async fn demo() {
 //! let Some(pg) = sql_sink::testing::TempPostgres::start_or_skip().await else { return };
@@ -342,6 +346,15 @@ async fn start_local() -> Result<(String, LocalServer), TestingError> {
         if !known {
             return Err(TestingError::Unavailable(
                 "running as root, and there is no `postgres` user to run initdb as".into(),
+            ));
+        }
+        let has_runuser = std::env::var_os("PATH")
+            .iter()
+            .flat_map(std::env::split_paths)
+            .any(|d| d.join("runuser").is_file());
+        if !has_runuser {
+            return Err(TestingError::Unavailable(
+                "running as root, and `runuser` (util-linux) is missing to run PostgreSQL as `postgres`".into(),
             ));
         }
     }
