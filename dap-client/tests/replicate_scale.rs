@@ -100,6 +100,7 @@ async fn init_and_sync_at_scale_with_flat_memory() {
     if let Some(pg) = sql_sink::testing::TempPostgres::start_or_skip().await {
         dbs.push(("postgres".into(), pg.url().to_string(), Box::new(pg)));
     }
+    let mut over: Vec<String> = Vec::new();
     for (name, url, _guard) in &dbs {
         // A fresh sandbox per backend, so both load the same data.
         let mut child = Command::new(&bin)
@@ -165,13 +166,12 @@ async fn init_and_sync_at_scale_with_flat_memory() {
         );
         let listed = replicator.list(Some("canvas")).await.unwrap();
         assert_eq!(listed[0].row_count, live_rows(&base).await);
-        assert!(
-            init_rss < PEAK_RSS_LIMIT_MB,
-            "{name}: init peak RSS {init_rss} MB"
-        );
-        assert!(
-            sync_rss < PEAK_RSS_LIMIT_MB,
-            "{name}: sync peak RSS {sync_rss} MB"
-        );
+        for (what, rss) in [("init", init_rss), ("sync", sync_rss)] {
+            if rss >= PEAK_RSS_LIMIT_MB {
+                over.push(format!("{name}: {what} peak RSS {rss} MB"));
+            }
+        }
     }
+    // Checked after every backend ran, so one run measures them all.
+    assert!(over.is_empty(), "over {PEAK_RSS_LIMIT_MB} MB: {over:?}");
 }

@@ -48,9 +48,11 @@ pub struct ReplicateOptions {
     pub table_concurrency: usize,
     /// Objects of one table downloaded and parsed at once (default 4).
     pub download_concurrency: usize,
-    /// Rows per batch handed to the database (default 10 000).
+    /// Rows per batch handed to the database (default 5 000).
     pub batch_rows: usize,
-    /// Text bytes at which a batch is handed over early (default 4 MiB).
+    /// Text bytes at which a batch is handed over early (default 2 MiB).
+    /// About 15 batches exist at once (readers, channel, pool, the one
+    /// being written), so this bounds the pipeline's memory.
     pub batch_bytes: usize,
 }
 
@@ -60,8 +62,8 @@ impl Default for ReplicateOptions {
             reinit_when_needed: false,
             table_concurrency: 4,
             download_concurrency: 4,
-            batch_rows: 10_000,
-            batch_bytes: 4 * 1024 * 1024,
+            batch_rows: 5_000,
+            batch_bytes: 2 * 1024 * 1024,
         }
     }
 }
