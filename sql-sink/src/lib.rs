@@ -44,7 +44,8 @@
 //! # Backends
 //!
 //! * **SQLite** (default, bundled): table `users` of namespace `canvas` is
-//!   `canvas__users` (namespaces cannot contain `__`). WAL mode, one
+//!   `canvas__users` (namespaces cannot contain `__` or end with `_`, so the
+//!   name is unambiguous). WAL mode, one
 //!   dedicated thread per [`Sink`], prepared `INSERT .. ON CONFLICT DO
 //!   UPDATE` statements, one transaction per load. Types map to affinities
 //!   (see [`SqlType`]); values are parsed and checked by the sink, so the
@@ -53,8 +54,9 @@
 //!   tables keep their names (`canvas.users`). Each batch is streamed with
 //!   text `COPY .. FROM STDIN` into a temporary staging table, then merged
 //!   with `INSERT .. SELECT .. ON CONFLICT (key) DO UPDATE` (deletes: `DELETE
-//!   .. USING`); while the table was empty at the start of the load, batches
-//!   are copied straight into it. Enums are `text` with a `CHECK`
+//!   .. USING`); rows that would not change are not rewritten. When the
+//!   table was empty at the start of the load, batches are copied straight
+//!   into it until the first key conflict. Enums are `text` with a `CHECK`
 //!   constraint, JSON is `jsonb`, the session time zone is UTC. With
 //!   `sslmode=require` (or `verify-ca`/`verify-full`) the connection uses
 //!   TLS (rustls) and verifies the server certificate against the system's
@@ -62,6 +64,21 @@
 //!
 //! Identifiers (namespaces, tables, columns) come from servers and are
 //! validated ([`ident::validate`]) and always quoted ([`ident::quote`]).
+//!
+//! # Using it well
+//!
+//! * Batches of 10 000–100 000 rows (or a few MB, see
+//!   [`RowBatch::text_bytes`]) amortise the per-batch work; reuse the same
+//!   batch, [`Load::upsert`] hands it back empty.
+//! * A full snapshot (DAP init, a BDS full extract) is best loaded with
+//!   [`Sink::begin_replace`]: rows deleted upstream disappear, and the load
+//!   runs at `COPY` speed. Incremental data (DAP sync, BDS differentials)
+//!   goes through [`Sink::begin_load`].
+//! * To load several tables at once, give each task its own connection
+//!   ([`Sink::reopen`]); SQLite lets one writer in at a time, PostgreSQL
+//!   loads them in parallel.
+//! * The sink emits `tracing` events (load started, structure changed,
+//!   columns kept, load committed) and never prints.
 
 mod error;
 pub mod evolve;
