@@ -270,3 +270,50 @@ async fn tls_to_a_plain_http_port_is_a_typed_connect_error_in_every_client() {
     };
     assert_tls_failure("Toucan", core_err, &format!("{err:?}"));
 }
+
+#[tokio::test]
+async fn a_redirect_to_remote_plain_http_is_not_followed() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // A loopback server redirecting to a remote http:// URL. The client must
+    // stop at the redirect; following it would send the request (and its
+    // data) unencrypted across the network.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let served = std::sync::Arc::new(AtomicU64::new(0));
+    let count = served.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 302 Found\r\nLocation: http://data.example.invalid/x?sig=s3cr3t\r\n\
+                          Content-Length: 0\r\nConnection: close\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    let client = HttpClient::builder()
+        .base_url(&url)
+        .retry_policy(client_core::RetryPolicy::no_retries())
+        .build()
+        .expect("loopback client");
+    let err = client
+        .send(client_core::Request::get("/start"))
+        .await
+        .expect_err("the redirect is refused");
+    let text = format!("{err} {err:?}");
+    assert!(text.contains("refusing plain http://"), "{text}");
+    assert!(
+        !text.contains("s3cr3t"),
+        "no query string in the error: {text}"
+    );
+    assert_eq!(
+        served.load(Ordering::SeqCst),
+        1,
+        "one request, no retry loop"
+    );
+}
