@@ -61,6 +61,7 @@ pub struct ClientBuilder {
     archive_limits: ArchiveLimits,
     verify_download_size: bool,
     slow_down_below: u64,
+    allow_insecure_http: bool,
 }
 
 impl Default for ClientBuilder {
@@ -86,6 +87,7 @@ impl Default for ClientBuilder {
             archive_limits: ArchiveLimits::default(),
             verify_download_size: true,
             slow_down_below: 50,
+            allow_insecure_http: false,
         }
     }
 }
@@ -247,6 +249,16 @@ impl ClientBuilder {
         self
     }
 
+    /// Allows plain `http://` to hosts that are not loopback, for the API,
+    /// the token endpoint and the storage a download is redirected to
+    /// (default `false`: such URLs are refused, because tokens, refresh
+    /// tokens and data would travel unencrypted). Loopback hosts are always
+    /// allowed. Only for test rigs or proxies on a trusted network.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
     /// Builds the client. Fails on a missing base URL or credentials.
     pub fn build(self) -> Result<Client> {
         let base_url = self
@@ -288,7 +300,8 @@ impl ClientBuilder {
             .user_agent(concat!("bds-client/", env!("CARGO_PKG_VERSION")))
             .retry_policy(self.retry_policy.clone())
             .sleeper(self.sleeper.clone())
-            .clock(self.clock.clone());
+            .clock(self.clock.clone())
+            .allow_insecure_http(self.allow_insecure_http);
         if let Some(random) = &self.random {
             builder = builder.random(random.clone());
         }
@@ -325,5 +338,55 @@ impl ClientBuilder {
         Ok(Arc::new(
             TokenCache::new(grant).with_clock(self.clock.clone()),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use client_core::auth::MemoryTokenStore;
+
+    use super::*;
+
+    fn builder(base: &str, auth: &str) -> ClientBuilder {
+        ClientBuilder::default()
+            .base_url(base)
+            .auth_url(auth)
+            .credentials("id", SecretString::from("secret"))
+            .token_store(Arc::new(MemoryTokenStore::with_token(SecretString::from(
+                "refresh",
+            ))))
+    }
+
+    fn refusal(result: Result<Client>) -> Option<String> {
+        let message = match result {
+            Ok(_) => return None,
+            Err(BdsError::Core(client_core::Error::Config(m)) | BdsError::Config(m)) => m,
+            Err(other) => panic!("unexpected error {other:?}"),
+        };
+        assert!(
+            message.contains("refusing plain http://") && message.contains("allow_insecure_http"),
+            "the refusal names the opt-in: {message}"
+        );
+        Some(message)
+    }
+
+    #[test]
+    fn remote_plain_http_needs_the_builder_opt_in_for_api_and_token_endpoint() {
+        let (remote, secure) = ("http://lms.example.invalid", "https://lms.example.invalid");
+        assert!(
+            refusal(builder(remote, secure).build()).is_some(),
+            "API URL"
+        );
+        assert!(
+            refusal(builder(secure, remote).build()).is_some(),
+            "token URL"
+        );
+        for (base, auth) in [(remote, secure), (secure, remote), (remote, remote)] {
+            builder(base, auth)
+                .allow_insecure_http(true)
+                .build()
+                .unwrap_or_else(|e| panic!("{base} / {auth} with the opt-in: {e}"));
+        }
+        assert!(refusal(builder("http://127.0.0.1:9", "http://[::1]:9").build()).is_none());
     }
 }
