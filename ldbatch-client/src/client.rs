@@ -64,6 +64,7 @@ pub struct ClientBuilder {
     poll_policy: Option<PollPolicy>,
     retry_policy: Option<RetryPolicy>,
     strict_transitions: bool,
+    allow_insecure_http: bool,
     sleeper: Option<Arc<dyn Sleeper>>,
     clock: Option<Arc<dyn Clock>>,
     seed: Option<u64>,
@@ -146,6 +147,16 @@ impl ClientBuilder {
         self
     }
 
+    /// Allows plain `http://` to a host that is not loopback, for the API
+    /// and its token endpoint (default `false`: such URLs are refused at
+    /// [`build`](Self::build), because the password and the data would
+    /// travel unencrypted). Loopback hosts are always allowed. Only for
+    /// test rigs or proxies on a trusted network.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
     /// Builds the client. No request is made until the first call.
     ///
     /// # Errors
@@ -176,7 +187,8 @@ impl ClientBuilder {
         };
         let mut http = HttpClient::builder()
             .base_url(base)
-            .user_agent(user_agent());
+            .user_agent(user_agent())
+            .allow_insecure_http(self.allow_insecure_http);
         if let Some(p) = self.retry_policy {
             http = http.retry_policy(p);
         }
@@ -452,5 +464,38 @@ pub(crate) fn map_error(e: client_core::Error, job_id: Option<&str>) -> Error {
             message,
         },
         _ => Error::Core(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builder(base: &str) -> ClientBuilder {
+        Client::builder()
+            .base_url(base)
+            .client("id", SecretString::from("secret"))
+            .user("user", SecretString::from("password"))
+            .community("community")
+    }
+
+    #[test]
+    fn remote_plain_http_needs_the_builder_opt_in() {
+        let Err(Error::Core(client_core::Error::Config(message))) =
+            builder("http://ld.example.invalid").build()
+        else {
+            panic!("plain http to a remote host must be refused");
+        };
+        assert!(
+            message.contains("refusing plain http://") && message.contains("allow_insecure_http"),
+            "the refusal names the opt-in: {message}"
+        );
+        builder("http://ld.example.invalid")
+            .allow_insecure_http(true)
+            .build()
+            .expect("the opt-in allows it");
+        builder("http://localhost:9")
+            .build()
+            .expect("loopback needs no opt-in");
     }
 }

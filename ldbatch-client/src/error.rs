@@ -121,6 +121,20 @@ impl Error {
             _ => None,
         }
     }
+
+    /// Reads a token-endpoint refusal out of the message of the core's
+    /// [`client_core::Error::Auth`] (`token endpoint POST <url> returned
+    /// HTTP <status>: <code>: <description>; <advice>`) into
+    /// [`Error::OAuth`]; `None` for any other text. Never panics.
+    ///
+    /// Hidden from the docs because its input is the core's message text,
+    /// not a stable format: the client applies it to every sign-in failure
+    /// itself. It is public so the fuzz targets can feed it arbitrary text
+    /// directly instead of through an HTTP exchange.
+    #[doc(hidden)]
+    pub fn from_token_refusal(message: &str, status: Option<u16>) -> Option<Error> {
+        parse_token_refusal(message, status)
+    }
 }
 
 /// What the core's password grant reports about a refused token request:
