@@ -9,7 +9,6 @@ use client_core::retry::RetryPolicy;
 use client_core::time::{Clock, Sleeper};
 use client_core::waiter::{Acceptance, PollPolicy, Waiter};
 use futures::{Stream, StreamExt};
-use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::operation::{OperationId, OperationStatus, Stage};
@@ -77,6 +76,7 @@ pub struct ClientBuilder {
     username: Option<String>,
     password: Option<SecretString>,
     auth_mode: AuthMode,
+    allow_insecure_http: bool,
     poll_policy: Option<PollPolicy>,
     retry_policy: Option<RetryPolicy>,
     sleeper: Option<Arc<dyn Sleeper>>,
@@ -151,6 +151,16 @@ impl ClientBuilder {
         self
     }
 
+    /// Allows plain `http://` to a host that is not loopback, for the API
+    /// and its login route (default `false`: such URLs are refused at
+    /// [`build`](Self::build), because the password or token and the data
+    /// would travel unencrypted). Loopback hosts are always allowed. Only
+    /// for test rigs or proxies on a trusted network.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
     /// Builds the client. With [`AuthMode::Login`] the login happens on the
     /// first call.
     ///
@@ -165,7 +175,10 @@ impl ClientBuilder {
             ));
         };
         check_small_app(&app)?;
-        let mut http = HttpClient::builder().base_url(api).user_agent(user_agent());
+        let mut http = HttpClient::builder()
+            .base_url(api)
+            .user_agent(user_agent())
+            .allow_insecure_http(self.allow_insecure_http);
         if let Some(p) = self.retry_policy {
             http = http.retry_policy(p);
         }
@@ -232,13 +245,6 @@ fn user_agent() -> String {
 
 pub(crate) fn config(message: &str) -> Error {
     Error::Core(client_core::Error::Config(message.to_string()))
-}
-
-/// The answer of a route that starts work. Only the id is read.
-#[derive(Debug, Deserialize)]
-struct Started {
-    #[serde(alias = "operationId", alias = "id")]
-    operation_id: Option<OperationId>,
 }
 
 impl Client {
@@ -431,9 +437,7 @@ impl Client {
                 on_operations,
             ));
         }
-        let id = serde_json::from_str::<Started>(&body)
-            .ok()
-            .and_then(|s| s.operation_id);
+        let id = OperationId::from_start_response(body.as_bytes());
         Ok((id, client_core::error::snippet(body.as_bytes(), 200)))
     }
 }
@@ -455,4 +459,42 @@ pub(crate) fn encode_segment(raw: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builder(api: &str) -> ClientBuilder {
+        Client::builder()
+            .api_url(api)
+            .small_app("demo")
+            .credentials("user", SecretString::from("password"))
+    }
+
+    #[test]
+    fn remote_plain_http_needs_the_builder_opt_in() {
+        for mode in [AuthMode::Basic, AuthMode::Login] {
+            let Err(Error::Core(client_core::Error::Config(message))) =
+                builder("http://toucan.example.invalid")
+                    .auth_mode(mode)
+                    .build()
+            else {
+                panic!("{mode:?}: plain http to a remote host must be refused");
+            };
+            assert!(
+                message.contains("refusing plain http://")
+                    && message.contains("allow_insecure_http"),
+                "the refusal names the opt-in: {message}"
+            );
+            builder("http://toucan.example.invalid")
+                .auth_mode(mode)
+                .allow_insecure_http(true)
+                .build()
+                .expect("the opt-in allows it");
+        }
+        builder("http://127.0.0.1:9")
+            .build()
+            .expect("loopback needs no opt-in");
+    }
 }

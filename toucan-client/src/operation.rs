@@ -162,6 +162,37 @@ impl OperationId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id in the answer of a route that starts work (an upload, `POST
+    /// /{app}/operations`, a partial operation): the first of
+    /// `operation_id`, `operationId` and `id` that holds a non-empty string
+    /// or an integer. `None` when the body is not a JSON object or names no
+    /// id (some routes' answers are undocumented). Never panics, whatever
+    /// the bytes.
+    ///
+    /// ```
+    /// use toucan_client::OperationId;
+    ///
+    /// let id = OperationId::from_start_response(br#"{"operation_id":"6530f3c2a1b2c3d4e5f60718"}"#);
+    /// assert_eq!(id.as_ref().map(OperationId::as_str), Some("6530f3c2a1b2c3d4e5f60718"));
+    /// assert_eq!(OperationId::from_start_response(b"<html>ok</html>"), None);
+    /// ```
+    pub fn from_start_response(body: &[u8]) -> Option<OperationId> {
+        let serde_json::Value::Object(fields) = serde_json::from_slice(body).ok()? else {
+            return None;
+        };
+        ["operation_id", "operationId", "id"]
+            .iter()
+            .find_map(|key| match fields.get(*key)? {
+                serde_json::Value::String(s) if !s.trim().is_empty() => {
+                    Some(OperationId(s.clone()))
+                }
+                serde_json::Value::Number(n) if n.is_u64() || n.is_i64() => {
+                    Some(OperationId(n.to_string()))
+                }
+                _ => None,
+            })
+    }
 }
 
 impl std::fmt::Display for OperationId {
@@ -271,6 +302,34 @@ mod tests {
         assert_eq!("Staging".parse::<Stage>().unwrap(), Stage::Staging);
         assert_eq!("prod".parse::<Stage>().unwrap().query_value(), None);
         assert!("dev".parse::<Stage>().is_err());
+    }
+
+    #[test]
+    fn the_operation_id_is_read_from_any_known_key_of_a_start_answer() {
+        let id = |body: &str| OperationId::from_start_response(body.as_bytes()).map(|i| i.0);
+        assert_eq!(id(r#"{"operation_id":"abc"}"#).as_deref(), Some("abc"));
+        assert_eq!(
+            id(r#"{"operationId":"abc","other":1}"#).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(id(r#"{"id":42}"#).as_deref(), Some("42"));
+        // Both spellings at once (a serde alias would call it a duplicate).
+        assert_eq!(id(r#"{"id":"b","operation_id":"a"}"#).as_deref(), Some("a"));
+        // An empty preferred key falls through to the next one.
+        assert_eq!(id(r#"{"operation_id":"","id":"c"}"#).as_deref(), Some("c"));
+        for none in [
+            "",
+            "null",
+            r#"["abc"]"#,
+            r#"{"operation_id":null}"#,
+            r#"{"operation_id":1.5}"#,
+            r#"{"operation_id":{"$oid":"x"}}"#,
+            r#"{"message":"started"}"#,
+            "{\"operation_id\":\"a",
+        ] {
+            assert_eq!(id(none), None, "{none}");
+        }
+        assert_eq!(OperationId::from_start_response(b"\xff\xfe{"), None);
     }
 
     #[test]

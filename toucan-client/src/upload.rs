@@ -166,13 +166,7 @@ impl Client {
         tracing::info!(app = %self.small_app, name = %upload.name, bytes = meta.len(), "uploading a Toucan data source");
         let response = self.http.send(req).await?;
         let body = response.bytes().await?;
-        let operation_id = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| {
-                v.get("operation_id")
-                    .and_then(|i| i.as_str())
-                    .map(|s| OperationId(s.to_string()))
-            });
+        let operation_id = OperationId::from_start_response(&body);
         Ok(UploadReceipt {
             name: upload.name.clone(),
             bytes: meta.len(),
