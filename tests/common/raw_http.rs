@@ -145,7 +145,10 @@ async fn write_response(stream: &mut TcpStream, response: RawResponse) -> std::i
         "Content-Length: {}\r\nConnection: close\r\n\r\n",
         response.body.len()
     ));
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(&response.body).await?;
+    // One write: head and body as separate small segments would wait for
+    // the peer's delayed ACK (Nagle).
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(&response.body);
+    stream.write_all(&bytes).await?;
     stream.shutdown().await
 }
