@@ -6,7 +6,16 @@
 //! cargo run --release --example dap -- snapshot --namespace canvas --table all --format tsv --mode condensed
 //! cargo run --release --example dap -- incremental --namespace canvas --table users --since 2024-05-01T09:40:12Z
 //! cargo run --release --example dap -- --sandbox snapshot --namespace canvas --table users
+//! cargo run --release --example dap -- initdb --namespace canvas --table users --connection-string sqlite://canvas.db
+//! cargo run --release --example dap -- syncdb --namespace canvas --table all --connection-string sqlite://canvas.db
+//! cargo run --release --example dap -- listdb --namespace canvas --connection-string sqlite://canvas.db
+//! cargo run --release --example dap -- dropdb --namespace canvas --table users --connection-string sqlite://canvas.db
 //! ```
+//!
+//! The database commands (`initdb`, `syncdb`, `dropdb`, `listdb`) take
+//! `--connection-string` or `DAP_CONNECTION_STRING`: `sqlite://path.db`
+//! (the default, `sqlite://dap.db`) or `postgresql://user:pass@host:port/db`
+//! (build with `--features postgres`).
 //!
 //! Credentials come from `--base-url`/`--client-id`/`--client-secret` or
 //! `DAP_API_URL`/`DAP_CLIENT_ID`/`DAP_CLIENT_SECRET`; `--sandbox` starts an
@@ -23,6 +32,9 @@ use std::sync::{Arc, Mutex};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use dap_client::chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use dap_client::replicate::{
+    ManyOutcome, Operation, ReplicateError, ReplicateOptions, Replicator, TableReport,
+};
 use dap_client::{
     Client, DownloadProgress, Error, IncrementalQuery, Query, SecretString, SnapshotQuery,
 };
@@ -95,6 +107,56 @@ enum Command {
         #[arg(long, value_parser = parse_time)]
         until: Option<DateTime<Utc>>,
     },
+    /// Create tables in a database and load them from a snapshot.
+    Initdb(DbArgs),
+    /// Bring replicated tables up to date (schema changes, upserts, deletes).
+    Syncdb {
+        #[command(flatten)]
+        db: DbArgs,
+        /// Re-initialise a table from a snapshot when DAP requires one or the
+        /// schema changed incompatibly (instead of failing that table).
+        #[arg(long)]
+        reinit: bool,
+    },
+    /// Drop replicated tables and their sync state.
+    Dropdb(DbArgs),
+    /// List the tables of a namespace with their replication state.
+    Listdb {
+        /// Namespace, e.g. canvas.
+        #[arg(long)]
+        namespace: String,
+        #[command(flatten)]
+        connection: ConnectionArg,
+        /// Only tables replicated in the database (no API call).
+        #[arg(long)]
+        omit_not_replicated: bool,
+        /// Leave out the row counts.
+        #[arg(long)]
+        omit_record_count: bool,
+    },
+}
+
+#[derive(Args)]
+struct ConnectionArg {
+    /// Database: sqlite://path.db or postgresql://user:pass@host:port/db.
+    #[arg(
+        long,
+        env = "DAP_CONNECTION_STRING",
+        default_value = "sqlite://dap.db",
+        hide_env_values = true
+    )]
+    connection_string: String,
+}
+
+#[derive(Args)]
+struct DbArgs {
+    #[command(flatten)]
+    tables: TableArgs,
+    #[command(flatten)]
+    connection: ConnectionArg,
+    /// Tables processed at once.
+    #[arg(long, default_value_t = 4)]
+    table_concurrency: usize,
 }
 
 #[derive(Args)]
@@ -178,6 +240,7 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
 enum Failure {
     Usage(String),
     Service(Error),
+    Database(Box<ReplicateError>),
     Partial { failed: usize, total: usize },
     Other(anyhow::Error),
 }
@@ -189,6 +252,7 @@ impl Failure {
             Failure::Usage(_) => 2,
             Failure::Service(Error::Config(_)) => 2,
             Failure::Service(_) => 3,
+            Failure::Database(_) => 3,
             Failure::Partial { .. } => 4,
         }
     }
@@ -215,6 +279,7 @@ async fn main() -> ExitCode {
             match &failure {
                 Failure::Usage(m) => eprintln!("error: {m}"),
                 Failure::Service(e) => eprintln!("error: {e}"),
+                Failure::Database(e) => eprintln!("error: {e}"),
                 Failure::Partial { failed, total } => {
                     eprintln!("error: {failed} of {total} table(s) failed; the others completed")
                 }
@@ -365,7 +430,180 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             download(&client, &query, Query::from(q), &ui).await
         }
+        Command::Initdb(db) => replicate(&client, &db, Operation::Init, false, &ui).await,
+        Command::Syncdb { db, reinit } => {
+            replicate(&client, &db, Operation::Sync, reinit, &ui).await
+        }
+        Command::Dropdb(db) => replicate(&client, &db, Operation::Drop, false, &ui).await,
+        Command::Listdb {
+            namespace,
+            connection,
+            omit_not_replicated,
+            omit_record_count,
+        } => {
+            let args = ListArgs {
+                namespace,
+                omit_not_replicated,
+                omit_record_count,
+            };
+            list_db(&client, &connection.connection_string, &args, &ui).await
+        }
     }
+}
+
+/// `initdb` / `syncdb` / `dropdb`: the tables run concurrently; every
+/// table's outcome is printed (one JSON line each when non-interactive).
+async fn replicate(
+    client: &Client,
+    db: &DbArgs,
+    operation: Operation,
+    reinit: bool,
+    ui: &Ui,
+) -> Result<(), Failure> {
+    let replicator = Replicator::open(client.clone(), &db.connection.connection_string)
+        .await
+        .map_err(|e| Failure::Database(Box::new(e)))?
+        .with_options(
+            ReplicateOptions::default()
+                .reinit_when_needed(reinit)
+                .table_concurrency(db.table_concurrency),
+        );
+    let namespace = &db.tables.namespace;
+    let names = if operation == Operation::Drop && db.tables.table.trim() == "all" {
+        // Like the official CLI: `all` means every table replicated here.
+        replicator
+            .list(Some(namespace))
+            .await
+            .map_err(|e| Failure::Database(Box::new(e)))?
+            .into_iter()
+            .map(|t| t.table)
+            .collect()
+    } else {
+        resolve_tables(client, &db.tables).await?
+    };
+    let outcome = replicator.run_many(operation, namespace, &names).await;
+    report_outcome(outcome, ui)
+}
+
+fn report_line(report: &TableReport) -> serde_json::Value {
+    serde_json::json!({
+        "table": report.table,
+        "operation": report.operation.to_string(),
+        "job_id": report.job_id,
+        "upserted": report.upserted_rows,
+        "deleted": report.deleted_rows,
+        "watermark": report.watermark,
+        "schema_version": report.schema_version,
+        "columns_added": report.evolution.added_columns,
+        "columns_kept": report.evolution.kept_columns,
+        "reinitialized": report.reinitialized,
+        "dropped": report.dropped,
+    })
+}
+
+fn report_outcome(outcome: ManyOutcome, ui: &Ui) -> Result<(), Failure> {
+    let total = outcome.results.len();
+    let mut failed = 0;
+    let mut fatal = None;
+    for (table, result) in outcome.results {
+        match result {
+            Ok(report) if ui.interactive => {
+                let _ = ui
+                    .bars
+                    .println(format!("{table}: done {}", report_line(&report)));
+            }
+            Ok(report) => println!("{}", report_line(&report)),
+            Err(e) => {
+                failed += 1;
+                tracing::error!(table = %table, error = %e, "table failed");
+                if e.is_fatal() && fatal.is_none() {
+                    fatal = Some(e);
+                }
+            }
+        }
+    }
+    match (failed, fatal) {
+        (0, _) => Ok(()),
+        (_, Some(e)) => Err(Failure::Database(Box::new(e))),
+        (n, None) => Err(Failure::Partial { failed: n, total }),
+    }
+}
+
+struct ListArgs {
+    namespace: String,
+    omit_not_replicated: bool,
+    omit_record_count: bool,
+}
+
+/// `listdb`: the namespace's tables with watermark, staleness, schema
+/// version, last command and row count.
+async fn list_db(
+    client: &Client,
+    connection_string: &str,
+    args: &ListArgs,
+    ui: &Ui,
+) -> Result<(), Failure> {
+    let replicator = Replicator::open(client.clone(), connection_string)
+        .await
+        .map_err(|e| Failure::Database(Box::new(e)))?;
+    let replicated = replicator
+        .list(Some(&args.namespace))
+        .await
+        .map_err(|e| Failure::Database(Box::new(e)))?;
+    let mut names: Vec<String> = replicated.iter().map(|t| t.table.clone()).collect();
+    if !args.omit_not_replicated {
+        for t in client
+            .tables(&args.namespace)
+            .await
+            .map_err(Failure::Service)?
+        {
+            if !names.contains(&t) {
+                names.push(t);
+            }
+        }
+        names.sort();
+    }
+    let rows: Vec<serde_json::Value> = names
+        .iter()
+        .map(|name| {
+            let state = replicated.iter().find(|t| &t.table == name);
+            let mut row = serde_json::json!({
+                "name": name,
+                "timestamp": state.and_then(|t| t.watermark),
+                "staleness": state.and_then(|t| t.staleness).map(|d| d.num_seconds()),
+                "schema": state.and_then(|t| t.schema_version),
+                "command": state.and_then(|t| t.last_command.clone()),
+            });
+            if !args.omit_record_count {
+                row["records"] = serde_json::json!(state.map(|t| t.row_count));
+            }
+            row
+        })
+        .collect();
+    if ui.interactive {
+        for row in &rows {
+            println!(
+                "{:<40} {:<26} {:>10} {:>8} {:>12}",
+                row["name"].as_str().unwrap_or_default(),
+                row["timestamp"].as_str().unwrap_or("not replicated"),
+                row["staleness"]
+                    .as_i64()
+                    .map(|s| format!("{}h{:02}m", s / 3600, (s % 3600) / 60))
+                    .unwrap_or_default(),
+                row["schema"]
+                    .as_i64()
+                    .map(|v| format!("v{v}"))
+                    .unwrap_or_default(),
+                row["records"]
+                    .as_u64()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+            );
+        }
+    } else {
+        println!("{}", serde_json::Value::Array(rows));
+    }
+    Ok(())
 }
 
 /// `--table`: a name, a comma-separated list (spaces trimmed) or `all`.
