@@ -254,7 +254,13 @@ impl PgSink {
             .map_err(Error::postgres("reading the meta table"))?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let table = TableName::new(row.get::<_, String>(0), row.get::<_, String>(1));
+            let names = row
+                .try_get::<_, String>(0)
+                .and_then(|ns| Ok((ns, row.try_get::<_, String>(1)?)));
+            let table = match names {
+                Ok((ns, name)) => TableName::new(ns, name),
+                Err(e) => return Err(Error::postgres("reading the meta table")(e)),
+            };
             let meta = meta_from_row(&table, &row, 2)?;
             let count: i64 = self
                 .client
@@ -340,7 +346,9 @@ impl PgSink {
         for (r, row) in rows.iter().enumerate() {
             let mut values = Vec::with_capacity(def.columns.len());
             for (i, c) in def.columns.iter().enumerate() {
-                let text: Option<&str> = row.get(i);
+                let text: Option<&str> = row
+                    .try_get(i)
+                    .map_err(|e| Error::postgres(format!("reading {table}"))(e))?;
                 values.push(match text {
                     None => Value::Null,
                     Some(t) => value::value_from_text(&c.sql_type, t).map_err(|reason| {
@@ -417,22 +425,26 @@ fn meta_from_row(table: &TableName, row: &tokio_postgres::Row, at: usize) -> Res
         table: table.clone(),
         reason,
     };
-    let definition: TableDef = serde_json::from_str(row.get::<_, &str>(at))
-        .map_err(|e| corrupt(format!("definition: {e}")))?;
-    let watermark = match row.get::<_, Option<String>>(at + 1) {
+    // `try_get`: a meta table altered by hand must give an error, not a panic.
+    let field = |e: tokio_postgres::Error| corrupt(format!("unexpected column type: {e}"));
+    let definition: &str = row.try_get(at).map_err(field)?;
+    let definition: TableDef =
+        serde_json::from_str(definition).map_err(|e| corrupt(format!("definition: {e}")))?;
+    let watermark = match row.try_get::<_, Option<String>>(at + 1).map_err(field)? {
         None => None,
         Some(value) => Some(Watermark {
             value,
-            at: row.get(at + 2),
-            schema_version: row.get(at + 3),
+            at: row.try_get(at + 2).map_err(field)?,
+            schema_version: row.try_get(at + 3).map_err(field)?,
             details: row
-                .get::<_, Option<&str>>(at + 4)
+                .try_get::<_, Option<&str>>(at + 4)
+                .map_err(field)?
                 .map(serde_json::from_str)
                 .transpose()
                 .map_err(|e| corrupt(format!("details: {e}")))?,
         }),
     };
-    Ok((definition, watermark, row.get(at + 5)))
+    Ok((definition, watermark, row.try_get(at + 5).map_err(field)?))
 }
 
 async fn read_meta(tx: &Transaction<'_>, table: &TableName) -> Result<Option<Meta>> {
