@@ -518,3 +518,36 @@ async fn hostile_table_names_are_stored_safely() {
         assert!(names.contains(&hostile.to_string()), "{names:?}");
     }
 }
+
+#[tokio::test]
+async fn a_job_that_expires_before_its_objects_are_read_is_run_again() {
+    let db = Db::Sqlite(tempfile::tempdir().unwrap());
+    let env = env(vec![TableSpec::new("canvas", "users", 100)]).await;
+    let r = env.replicator(&db, ReplicateOptions::default()).await;
+    // The URL request for the job's objects answers 404 "job does not exist".
+    let expired = json!({"endpoint": "url", "error": "ObjectNotFound", "times": 1});
+    env.post("/__sandbox/dap/errors", expired.clone()).await;
+    r.init("canvas", "users").await.unwrap();
+    assert_matches_truth(&env, &db, "canvas", "users", "init after expiry").await;
+    env.mutate("canvas", "users", 5, 5, 5).await;
+    env.post("/__sandbox/dap/errors", expired).await;
+    let report = r.sync("canvas", "users").await.unwrap();
+    assert_eq!(report.deleted_rows, 5);
+    assert_matches_truth(&env, &db, "canvas", "users", "sync after expiry").await;
+    // Twice in a row is reported, typed, and changes nothing.
+    env.mutate("canvas", "users", 1, 1, 1).await;
+    let twice = json!({"endpoint": "url", "error": "ObjectNotFound", "times": 2});
+    env.post("/__sandbox/dap/errors", twice).await;
+    let err = r.sync("canvas", "users").await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ReplicateError::Api {
+                source: dap_client::Error::NotFound { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(r.list(None).await.unwrap()[0].row_count, 100 + 5 - 5);
+}

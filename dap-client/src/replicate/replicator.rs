@@ -189,6 +189,17 @@ fn label(namespace: &str, table: &str) -> String {
     format!("{namespace}.{table}")
 }
 
+/// A job (or one of its objects) that no longer exists: running the query
+/// again is the remedy.
+fn job_expired(e: &ReplicateError) -> bool {
+    match e {
+        ReplicateError::Api { source, .. } => {
+            crate::jobs::is_expired_job(source) || matches!(source, crate::Error::JobExpired { .. })
+        }
+        _ => false,
+    }
+}
+
 fn format_ts(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
@@ -419,7 +430,7 @@ impl Replicator {
     /// Loads a snapshot: into the table (`replace == false`, the table must
     /// be new or empty of a watermark) or into a new table swapped in at
     /// commit.
-    async fn snapshot(
+    async fn snapshot_once(
         &self,
         sink: &mut Sink,
         namespace: &str,
@@ -453,7 +464,7 @@ impl Replicator {
     }
 
     /// Loads the changes since `since`.
-    async fn incremental(
+    async fn incremental_once(
         &self,
         sink: &mut Sink,
         namespace: &str,
@@ -496,6 +507,48 @@ impl Replicator {
             replace: false,
         };
         self.load(sink, target, job).await
+    }
+
+    /// [`Self::snapshot_once`], run again once if the job or its objects
+    /// expired before they were read (nothing was committed).
+    async fn snapshot(
+        &self,
+        sink: &mut Sink,
+        namespace: &str,
+        table: &str,
+        replace: bool,
+    ) -> Result<TableReport> {
+        let mut restarted = false;
+        loop {
+            match self.snapshot_once(sink, namespace, table, replace).await {
+                Err(e) if !restarted && job_expired(&e) => {
+                    tracing::warn!(table = %label(namespace, table), error = %e, "the job expired before its output was read; running it again");
+                    restarted = true;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// [`Self::incremental_once`], run again once if the job or its objects
+    /// expired before they were read (nothing was committed).
+    async fn incremental(
+        &self,
+        sink: &mut Sink,
+        namespace: &str,
+        table: &str,
+        since: DateTime<Utc>,
+    ) -> Result<TableReport> {
+        let mut restarted = false;
+        loop {
+            match self.incremental_once(sink, namespace, table, since).await {
+                Err(e) if !restarted && job_expired(&e) => {
+                    tracing::warn!(table = %label(namespace, table), error = %e, "the job expired before its output was read; running it again");
+                    restarted = true;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Streams the job's objects into one transaction with the watermark.
