@@ -191,6 +191,7 @@ async fn composite_keys(sink: &mut Sink, ns: &str) -> Observed {
 }
 
 async fn evolution(sink: &mut Sink, ns: &str) -> Observed {
+    let state_v1 = SqlType::enumeration("courses__state", ["active"]);
     let v1 = TableDef::new(
         ns,
         "courses",
@@ -198,30 +199,27 @@ async fn evolution(sink: &mut Sink, ns: &str) -> Observed {
             Column::new("id", SqlType::Int32, false),
             Column::new("name", SqlType::Varchar(10), false),
             Column::new("score", SqlType::Float32, true),
-            Column::new(
-                "state",
-                SqlType::enumeration("courses__state", ["active"]),
-                false,
-            ),
+            Column::new("state", state_v1, false),
             Column::new("legacy", SqlType::Text, false),
+            Column::new("level", SqlType::enumeration("courses__level", ["a"]), true),
         ],
         ["id"],
     );
     let t = v1.table_name();
     let mut load = sink.begin_load(&v1).await.unwrap();
-    let mut rows = batch(
-        5,
-        &[&[
-            Some("1"),
-            Some("Maths"),
-            Some("0.1"),
-            Some("active"),
-            Some("old"),
-        ]],
-    );
+    let row: [Option<&str>; 6] = [
+        Some("1"),
+        Some("Maths"),
+        Some("0.1"),
+        Some("active"),
+        Some("old"),
+        Some("a"),
+    ];
+    let mut rows = batch(6, &[&row]);
     load.upsert(&mut rows).await.unwrap();
     load.commit(Watermark::new("v1")).await.unwrap();
 
+    let state_v2 = SqlType::enumeration("courses__state", ["active", "deleted"]);
     let v2 = TableDef::new(
         ns,
         "courses",
@@ -229,77 +227,95 @@ async fn evolution(sink: &mut Sink, ns: &str) -> Observed {
             Column::new("id", SqlType::Int64, false),
             Column::new("name", SqlType::Text, false),
             Column::new("score", SqlType::Float64, true),
-            Column::new(
-                "state",
-                SqlType::enumeration("courses__state", ["active", "deleted"]),
-                false,
-            ),
+            Column::new("state", state_v2, false),
             Column::new("credits", SqlType::Int16, true),
+            Column::new("level", SqlType::Text, true),
+            Column::new(
+                "kind",
+                SqlType::enumeration("courses__kind", ["x", "y"]),
+                true,
+            ),
         ],
         ["id"],
     );
     let mut load = sink.begin_load(&v2).await.unwrap();
     let report = load.evolution().clone();
-    assert_eq!(report.added_columns, vec!["credits"]);
+    assert_eq!(report.added_columns, vec!["credits", "kind"]);
     assert_eq!(report.kept_columns, vec!["legacy"]);
-    assert_eq!(
-        report.enum_values_added,
-        vec![("state".to_string(), vec!["deleted".to_string()])]
-    );
+    let added_values = vec![("state".to_string(), vec!["deleted".to_string()])];
+    assert_eq!(report.enum_values_added, added_values);
     let widened: Vec<&str> = report
         .widened_columns
         .iter()
         .map(|(c, _, _)| c.as_str())
         .collect();
-    assert_eq!(widened, vec!["id", "name", "score"]);
-    let mut rows = batch(
-        5,
-        &[&[
-            Some("3000000000"),
-            Some("A name longer than ten"),
-            Some("0.1"),
-            Some("deleted"),
-            Some("5"),
-        ]],
-    );
+    assert_eq!(widened, vec!["id", "name", "score", "level"]);
+    let row: [Option<&str>; 7] = [
+        Some("3000000000"),
+        Some("A name longer than ten"),
+        Some("0.1"),
+        Some("deleted"),
+        Some("5"),
+        Some("no longer an enum"),
+        Some("y"),
+    ];
+    let mut rows = batch(7, &[&row]);
     load.upsert(&mut rows).await.unwrap();
     load.commit(Watermark::new("v2")).await.unwrap();
     let rows = sink.read_rows(&t).await.unwrap();
     assert_eq!(rows.len(), 2);
     // The kept column keeps its data and is NULL for the new row.
-    let legacy = sink
-        .table_status(&t)
-        .await
-        .unwrap()
-        .unwrap()
-        .definition
-        .column_index("legacy")
-        .unwrap();
+    let status = sink.table_status(&t).await.unwrap().unwrap();
+    let legacy = status.definition.column_index("legacy").unwrap();
     assert_eq!(rows[0][legacy], Value::Text("old".into()));
     assert_eq!(rows[1][legacy], Value::Null);
 
     // Loading with the old definition again changes nothing and still works.
     let mut load = sink.begin_load(&v1).await.unwrap();
     assert!(load.evolution().is_unchanged(), "{:?}", load.evolution());
-    let mut rows = batch(
-        5,
-        &[&[Some("2"), Some("Art"), None, Some("active"), Some("x")]],
-    );
+    let row: [Option<&str>; 6] = [
+        Some("2"),
+        Some("Art"),
+        None,
+        Some("active"),
+        Some("x"),
+        Some("a"),
+    ];
+    let mut rows = batch(6, &[&row]);
     load.upsert(&mut rows).await.unwrap();
     load.commit(Watermark::new("v1-again")).await.unwrap();
+    let before = snapshot(sink, &t).await;
+
+    // The added enum column takes only its values.
+    let refused = {
+        let mut load = sink.begin_load(&v2).await.unwrap();
+        let row: [Option<&str>; 7] = [
+            Some("9"),
+            Some("n"),
+            None,
+            Some("active"),
+            None,
+            None,
+            Some("z"),
+        ];
+        let mut rows = batch(7, &[&row]);
+        match load.upsert(&mut rows).await {
+            Err(e) => Err(e),
+            Ok(()) => load.commit(Watermark::new("bad")).await.map(|_| ()),
+        }
+    };
+    assert!(refused.is_err());
+    assert_eq!(snapshot(sink, &t).await, before);
 
     // An impossible change is refused and leaves everything as it was.
-    let before = snapshot(sink, &t).await;
     let mut v3 = v2.clone();
     v3.columns[2] = Column::new("score", SqlType::Timestamp, true);
     let err = sink.begin_load(&v3).await.unwrap_err();
     assert!(matches!(err, Error::IncompatibleChange { .. }), "{err}");
     let mut v4 = v2.clone();
     v4.primary_key = vec!["id".into(), "name".into()];
-    assert!(matches!(
-        sink.ensure_table(&v4).await.unwrap_err(),
-        Error::PrimaryKeyChanged { .. }
-    ));
+    let err = sink.ensure_table(&v4).await.unwrap_err();
+    assert!(matches!(err, Error::PrimaryKeyChanged { .. }), "{err}");
     assert_eq!(snapshot(sink, &t).await, before);
     vec![before]
 }
