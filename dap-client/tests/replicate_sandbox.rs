@@ -47,14 +47,14 @@ impl Db {
 
 /// SQLite always; PostgreSQL when one can be started (else a printed skip).
 async fn databases() -> Vec<Db> {
-    let mut dbs = vec![Db::Sqlite(tempfile::tempdir().unwrap())];
+    let sqlite = Db::Sqlite(tempfile::tempdir().unwrap());
     #[cfg(feature = "postgres")]
     if let Some(pg) = sql_sink::testing::TempPostgres::start_or_skip().await {
-        dbs.push(Db::Postgres(pg));
+        return vec![sqlite, Db::Postgres(pg)];
     }
     #[cfg(not(feature = "postgres"))]
     eprintln!("SKIPPED: PostgreSQL runs need the `postgres` feature");
-    dbs
+    vec![sqlite]
 }
 
 struct Env {
