@@ -175,3 +175,261 @@ async fn init_and_sync_at_scale_with_flat_memory() {
     // Checked after every backend ran, so one run measures them all.
     assert!(over.is_empty(), "over {PEAK_RSS_LIMIT_MB} MB: {over:?}");
 }
+
+/// The comparison with the official client (PostgreSQL only).
+#[cfg(feature = "postgres")]
+mod benchmark {
+    use super::*;
+    use dap_client::replicate::Sink;
+
+    /// The sandbox process and a client of it.
+    struct Served {
+        _child: Child,
+        base: String,
+        client_id: String,
+        client_secret: String,
+        client: Client,
+    }
+
+    fn serve(bin: &str, rows: u64) -> Served {
+        let mut child = Command::new(bin)
+            .args(["--services", "dap", "--dap-pacing", "0,0"])
+            .arg(format!("--dap-table=canvas.users={rows}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let child = Child(child);
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        let info: Value = serde_json::from_str(&line).unwrap();
+        let base = info["dap"]["base_url"].as_str().unwrap().to_string();
+        let client_id = info["dap"]["credentials"]["client_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let client_secret = info["dap"]["credentials"]["client_secret"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let client = Client::builder()
+            .base_url(&base)
+            .credentials(client_id.clone(), SecretString::from(client_secret.clone()))
+            .build()
+            .unwrap();
+        Served {
+            _child: child,
+            base,
+            client_id,
+            client_secret,
+            client,
+        }
+    }
+
+    /// Runs the official `dap` CLI under `/usr/bin/time`; returns (seconds, peak RSS MB).
+    fn official(dap: &str, served: &Served, args: &[&str], db_url: &str) -> (f64, u64) {
+        let rss_file = tempfile::NamedTempFile::new().unwrap();
+        let started = Instant::now();
+        let status = Command::new("/usr/bin/time")
+            .arg("-f")
+            .arg("%M")
+            .arg("-o")
+            .arg(rss_file.path())
+            .arg(dap)
+            .args([
+                "--no-tracking",
+                "--non-interactive",
+                "--loglevel",
+                "warning",
+            ])
+            .args(["--base-url", &served.base, "--client-id", &served.client_id])
+            .args(["--client-secret", &served.client_secret])
+            .args(args)
+            .args(["--namespace", "canvas", "--table", "users"])
+            .args(["--connection-string", db_url])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        let secs = started.elapsed().as_secs_f64();
+        assert!(status.success(), "official dap {args:?} failed");
+        let kb: u64 = std::fs::read_to_string(rss_file.path())
+            .unwrap()
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or(0);
+        (secs, kb / 1024)
+    }
+
+    /// Same run, same sandbox data, same PostgreSQL: our init/sync against the
+    /// official client 2.3.1 (`OFFICIAL_DAP=/path/to/venv/bin/dap`) and the
+    /// `gzip -dc | psql \copy` reference, printing rows/s, wall time, peak RSS
+    /// and the ratios.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "benchmark; needs OFFICIAL_DAP and PostgreSQL; see the file's docs"]
+    async fn benchmark_against_the_official_client_and_copy() {
+        use dap_client::{Format, Mode, SnapshotQuery};
+        let rows: u64 = std::env::var("REPLICATE_SCALE_ROWS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000);
+        let bin = std::env::var("SANDBOX_BIN").unwrap_or_else(|_| {
+            format!("{}/../target/release/sandbox", env!("CARGO_MANIFEST_DIR"))
+        });
+        let Ok(dap) = std::env::var("OFFICIAL_DAP") else {
+            eprintln!(
+                "SKIPPED: set OFFICIAL_DAP to the official client's `dap` (pip install instructure-dap-client[postgresql]==2.3.1)"
+            );
+            return;
+        };
+        let Some(pg) = sql_sink::testing::TempPostgres::start_or_skip().await else {
+            return;
+        };
+        let served = serve(&bin, rows);
+        // Warm up: the sandbox writes a query's objects once, on the first job.
+        let query = SnapshotQuery::new(Format::Tsv).mode(Mode::Condensed);
+        let job = served
+            .client
+            .execute_job("canvas", "users", query.clone())
+            .await
+            .unwrap();
+        let at = job.at.unwrap();
+
+        let ours_url = pg.fresh_database().await.unwrap();
+        let replicator = Replicator::open(served.client.clone(), &ours_url)
+            .await
+            .unwrap();
+        reset_peak_rss();
+        let started = Instant::now();
+        replicator.init("canvas", "users").await.unwrap();
+        let ours_init = (started.elapsed().as_secs_f64(), peak_rss_mb());
+
+        let official_url = pg.fresh_database().await.unwrap();
+        let official_init = official(&dap, &served, &["initdb"], &official_url);
+
+        // Reference: the same objects, `gzip -dc | psql \copy` into an equivalent table.
+        let dir = tempfile::tempdir().unwrap();
+        let files = served
+            .client
+            .download_table_data("canvas", "users", query, dir.path(), false)
+            .await
+            .unwrap()
+            .downloaded_files;
+        let def = Sink::open(&ours_url)
+            .await
+            .unwrap()
+            .table_status(&sql_sink::TableName::new("canvas", "users"))
+            .await
+            .unwrap()
+            .unwrap()
+            .definition;
+        let header = {
+            let file = std::fs::File::open(&files[0]).unwrap();
+            let mut line = String::new();
+            std::io::BufReader::new(flate2::read::GzDecoder::new(file))
+                .read_line(&mut line)
+                .unwrap();
+            line.trim_end().to_string()
+        };
+        let columns: Vec<String> = header
+            .split('\t')
+            .map(|label| {
+                let name = label.split_once('.').map_or(label, |(_, n)| n);
+                let ty = def
+                    .columns
+                    .iter()
+                    .find(|c| c.name == name)
+                    .map_or("timestamptz".to_string(), |c| c.sql_type.postgres_type());
+                format!("\"{name}\" {ty}")
+            })
+            .collect();
+        let ref_url = pg.fresh_database().await.unwrap();
+        let psql = |sql: &str| {
+            let status = Command::new("psql")
+                .args([ref_url.as_str(), "-q", "-v", "ON_ERROR_STOP=1", "-c", sql])
+                .status()
+                .unwrap();
+            assert!(status.success(), "psql {sql}");
+        };
+        psql(&format!(
+            "CREATE TABLE reference ({}, PRIMARY KEY (id))",
+            columns.join(", ")
+        ));
+        let started = Instant::now();
+        for file in &files {
+            let status = Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "gzip -dc '{}' | psql '{}' -q -v ON_ERROR_STOP=1 -c '\\copy reference FROM STDIN WITH (FORMAT text, HEADER true)'",
+                    file.display(),
+                    ref_url
+                ))
+                .status()
+                .unwrap();
+            assert!(status.success(), "\\copy of {}", file.display());
+        }
+        let copy_secs = started.elapsed().as_secs_f64();
+
+        // 10% of the rows change; both clients sync from the same watermark.
+        control(
+            &served.base,
+            "/__sandbox/dap/tables/canvas/users/mutate",
+            json!({"inserts": rows / 100, "updates": rows * 8 / 100, "deletes": rows / 100}),
+        )
+        .await;
+        let warm = dap_client::IncrementalQuery::new(Format::Tsv, at).mode(Mode::Condensed);
+        served
+            .client
+            .execute_job("canvas", "users", warm)
+            .await
+            .unwrap();
+        reset_peak_rss();
+        let started = Instant::now();
+        let report = replicator.sync("canvas", "users").await.unwrap();
+        let ours_sync = (started.elapsed().as_secs_f64(), peak_rss_mb());
+        let official_sync = official(&dap, &served, &["syncdb"], &official_url);
+        let changed = report.upserted_rows + report.deleted_rows;
+
+        let rate = |n: u64, s: f64| n as f64 / s;
+        println!("rows: {rows}; changed by the sync: {changed}");
+        println!("| run | wall s | rows/s | peak RSS MB |\n|---|---|---|---|");
+        println!(
+            "| ours initdb (PostgreSQL) | {:.1} | {:.0} | {} |",
+            ours_init.0,
+            rate(rows, ours_init.0),
+            ours_init.1
+        );
+        println!(
+            "| official initdb | {:.1} | {:.0} | {} |",
+            official_init.0,
+            rate(rows, official_init.0),
+            official_init.1
+        );
+        println!(
+            "| gzip -dc \\| psql \\copy | {:.1} | {:.0} | - |",
+            copy_secs,
+            rate(rows, copy_secs)
+        );
+        println!(
+            "| ours syncdb | {:.1} | {:.0} | {} |",
+            ours_sync.0,
+            rate(changed, ours_sync.0),
+            ours_sync.1
+        );
+        println!(
+            "| official syncdb | {:.1} | {:.0} | {} |",
+            official_sync.0,
+            rate(changed, official_sync.0),
+            official_sync.1
+        );
+        println!(
+            "ratios: initdb ours/official {:.1}x, ours/\\copy {:.0}%; syncdb official/ours {:.1}x",
+            official_init.0 / ours_init.0,
+            100.0 * copy_secs / ours_init.0,
+            official_sync.0 / ours_sync.0
+        );
+    }
+}
