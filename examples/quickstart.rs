@@ -808,7 +808,8 @@ async fn sync_with_bar(
     Ok(report)
 }
 
-/// Compares the synced table's row count with what the sandbox says it must hold.
+/// Compares the synced table's row count with what the sandbox says it must
+/// hold.
 async fn verify_bds(
     tenant: &sandbox::bds::BdsServer,
     sink: &sql_sink::Sink,
@@ -824,12 +825,21 @@ async fn verify_bds(
         .table_status(&report.table)
         .await?
         .map_or(0, |s| s.row_count);
-    if held != expected {
+    // Differentials carry no deletes (bds.md §8): rows hard-deleted upstream
+    // stay until a full rebuilds the table, so only missing rows are wrong.
+    if held < expected {
         bail!(
             "{} holds {held} rows but the sandbox says {expected}; delete the database to \
              start over",
             report.table
         );
+    }
+    if held > expected {
+        return Ok(format!(
+            ", {held} rows: the sandbox's {expected} + {} hard-deleted upstream, kept until \
+             the next full",
+            held - expected
+        ));
     }
     Ok(format!(", {held} rows = sandbox"))
 }

@@ -13,6 +13,10 @@
 # quickstart runs once more and must report an incremental sync into the
 # database the first run left.
 #
+# It takes about 1.5 minutes once the examples are built (25 commands, most of
+# the time is cargo's own start-up per command); --debug takes about as long
+# when the debug test build already exists.
+#
 # Commands run in a fresh directory under target/ (inside the workspace, so
 # `cargo run` finds it), so relative paths in the docs land there.
 set -euo pipefail
