@@ -800,3 +800,32 @@ async fn toucan_reports_an_absurd_retry_after_as_a_typed_rate_limit() {
         sleeper.sleeps()
     );
 }
+
+/// Without `max_decompressed_bytes` (the DAP default) a bomb object is still
+/// bounded: it decodes to one endless line, which the record decoder refuses
+/// at its 64 MiB line cap. Documented safe outcome: a typed decode error
+/// after at most the cap in memory, whatever the bomb's size.
+#[tokio::test]
+async fn without_a_decompression_cap_a_dap_bomb_stops_at_the_line_cap() {
+    use futures::StreamExt;
+    let bomb = serve_bytes(gzip_zeros(80 * MIB)).await;
+    let client = dap_client("https://api.example.invalid")
+        .build()
+        .expect("client");
+    let object = dap_client::Object::new("part-00001");
+    let resource = dap_client::Resource::new(format!("{}/part-00001.json.gz?sig=x", bomb.url));
+    let records = client.object_records(object, resource, dap_client::Format::Jsonl, None);
+    futures::pin_mut!(records);
+    let first = tokio::time::timeout(Duration::from_secs(30), records.next())
+        .await
+        .expect("bounded time")
+        .expect("one item");
+    let err = first.expect_err("a bomb is not records");
+    assert!(
+        matches!(
+            err,
+            dap_client::Error::Decode(dap_client::record::DecodeError::LineTooLong { .. })
+        ),
+        "{err:?}"
+    );
+}
