@@ -12,7 +12,6 @@
 /// As a data row (after a valid header) the row is even accepted, and reading
 /// its first cell panics the same way.
 #[test]
-#[ignore = "bds-client bug: record.rs finish_record checks UTF-8 of the joined fields only; see the report of issue 10"]
 fn bds_csv_a_character_split_by_commas_is_an_error_not_a_panic() {
     let limits = bds_client::ArchiveLimits::default();
     for input in [

@@ -206,28 +206,41 @@ fn is_special(state: State, c: u8) -> bool {
 /// Ends the last field and turns the bytes into text.
 fn finish_record(record: &mut Record, quoted: bool) -> Result<(), RecordError> {
     record.fields.push((record.bytes.len(), quoted));
-    match std::str::from_utf8(&record.bytes) {
-        Ok(text) => {
-            record.text.push_str(text);
-            Ok(())
-        }
-        Err(e) => {
-            let field = record
-                .fields
-                .iter()
-                .take_while(|(end, _)| *end <= e.valid_up_to())
-                .count();
-            Err(RecordError::Utf8 {
+    // Each field must be valid UTF-8 on its own: the joined bytes can be
+    // valid while a multi-byte character straddles a field separator
+    // (`\xc3,\xa0`), and slicing at that boundary would panic later.
+    let mut start = 0;
+    for (index, &(end, _)) in record.fields.iter().enumerate() {
+        let field = record.bytes.get(start..end).unwrap_or_default();
+        if std::str::from_utf8(field).is_err() {
+            return Err(RecordError::Utf8 {
                 line: record.line,
-                field: field + 1,
-            })
+                field: index + 1,
+            });
         }
+        start = end;
     }
+    // Every field is valid, so their concatenation is too.
+    let text = std::str::from_utf8(&record.bytes).map_err(|_| RecordError::Utf8 {
+        line: record.line,
+        field: record.fields.len(),
+    })?;
+    record.text.push_str(text);
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_character_split_by_a_separator_is_a_utf8_error() {
+        let input: &[u8] = b"\xc3,,,\xa0A,U,";
+        let mut reader = RecordReader::new(io::BufReader::new(input), 1 << 20);
+        let mut record = Record::default();
+        let err = reader.read(&mut record).expect_err("fields are not UTF-8");
+        assert!(matches!(err, RecordError::Utf8 { field: 1, .. }), "{err:?}");
+    }
 
     fn parse(input: &str) -> Vec<Vec<(String, bool)>> {
         parse_with(input.as_bytes(), 4)
