@@ -528,6 +528,21 @@ async fn exports_complete_with_downloadable_results() {
             .status(),
         StatusCode::FORBIDDEN
     );
+    // The result link is a capability URL: requests to it are counted as blob
+    // requests, and a bearer token sent there is recorded.
+    let before = t.server.stats().snapshot();
+    t.http
+        .get(link)
+        .bearer_auth("leaked-token")
+        .send()
+        .await
+        .expect("download");
+    let after = t.server.stats().snapshot();
+    assert_eq!(after.blob_requests, before.blob_requests + 1);
+    assert_eq!(
+        after.blob_authorization_headers,
+        before.blob_authorization_headers + 1
+    );
 
     let job: Value = export("text/plain", "select * from Account")
         .await

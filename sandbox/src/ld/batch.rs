@@ -498,7 +498,10 @@ fn export_body(seed: u64, item_type: &str, rows: u64, csv: bool, header: bool) -
 pub(crate) async fn download(
     State(state): State<Arc<Ld>>,
     Path((id, token)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
+    // A capability URL like a pre-signed one: count any bearer token sent to it.
+    state.stats.record_blob_request(&headers);
     let job = state.lock().jobs.iter().find(|j| j.id == id).cloned();
     let Some(job) = job else {
         return not_found(&id);
