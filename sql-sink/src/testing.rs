@@ -124,7 +124,12 @@ impl TempPostgres {
         match Self::start().await {
             Ok(pg) => Some(pg),
             Err(TestingError::Unavailable(reason)) if !required => {
-                eprintln!(
+                // Written to the real stderr, not through `eprintln!`, which the
+                // test harness captures and hides for passing tests: a skip must
+                // be visible in a plain `cargo test` run.
+                use std::io::Write as _;
+                let _ = writeln!(
+                    std::io::stderr(),
                     "SKIPPED: PostgreSQL tests need PostgreSQL: {reason} (set DATABASE_URL or install postgresql)"
                 );
                 None
