@@ -318,6 +318,10 @@ impl Faults {
         match decision {
             Decision::Pass => next.run(request).await,
             Decision::Error(error) => {
+                // Read a small request body before answering, as a gateway does:
+                // answering first would break the client's pipe mid-upload, which
+                // is the dropped-connection fault, not this one.
+                let _ = axum::body::to_bytes(request.into_body(), DRAIN_BEFORE_ERROR).await;
                 let retry_after = faults.lock().config.retry_after_secs;
                 let mut response = faults.render(error);
                 if error == InjectedError::RateLimited {
@@ -336,6 +340,9 @@ impl Faults {
         }
     }
 }
+
+/// How much of a request body an injected error reads before answering.
+const DRAIN_BEFORE_ERROR: usize = 8 << 20;
 
 /// Closes the request's connection; never returns a response when the connection can be killed.
 async fn drop_connection(control: Option<ConnectionControl>) -> Response {
