@@ -216,17 +216,11 @@ pub(crate) async fn import(
     let Some(upload) = upload else {
         return bad_request("the multipart part `file` is required").into_response();
     };
-    let mut problems = Vec::new();
-    problems.extend(
-        f.item_type
-            .as_deref()
-            .is_none_or(str::is_empty)
-            .then(|| "itemType is required".to_owned()),
-    );
-    problems.extend(content_type_problem(
+    let mut problems = item_and_content_problems(
+        f.item_type.as_deref(),
         f.content_type.as_deref(),
         IMPORT_TYPES,
-    ));
+    );
     let merge = f.merge.as_deref().map(parse_bool).transpose();
     problems.extend(
         merge
@@ -318,17 +312,11 @@ pub(crate) async fn export(
     let Ok(Form(f)) = form else {
         return bad_request("expected an application/x-www-form-urlencoded body").into_response();
     };
-    let mut problems = Vec::new();
-    problems.extend(
-        f.item_type
-            .as_deref()
-            .is_none_or(str::is_empty)
-            .then(|| "itemType is required".to_owned()),
-    );
-    problems.extend(content_type_problem(
+    let mut problems = item_and_content_problems(
+        f.item_type.as_deref(),
         f.content_type.as_deref(),
         EXPORT_TYPES,
-    ));
+    );
     let row_header = f.row_header.as_deref().map(parse_bool).transpose();
     problems.extend(
         row_header
@@ -493,6 +481,22 @@ fn export_body(seed: u64, item_type: &str, rows: u64, csv: bool, header: bool) -
         );
     }
     out
+}
+
+/// The checks imports and exports share: an `itemType`, and a `contentType` the route accepts.
+fn item_and_content_problems(
+    item_type: Option<&str>,
+    content_type: Option<&str>,
+    allowed: &[&str],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    problems.extend(
+        item_type
+            .is_none_or(str::is_empty)
+            .then(|| "itemType is required".to_owned()),
+    );
+    problems.extend(content_type_problem(content_type, allowed));
+    problems
 }
 
 pub(crate) async fn download(
