@@ -11,6 +11,8 @@
 //! | `rate_limit_every` + `retry_after_secs` | every k-th call gets 429 with `Retry-After: <secs>` |
 //! | `drop_every` | every k-th call: the connection is closed without any response |
 //! | `truncate_every` | every k-th call: the body is cut at half its `Content-Length`, then the connection is closed |
+//! | `spike_every` + `spike_ms` | every k-th call waits `spike_ms` (default 1000) more before it is answered: a latency spike beyond a client's timeout |
+//! | `expire_tokens_every` | every k-th call: the service first revokes every access token it issued, so the call meets the service's own expired-token answer |
 //! | `max_faults` | stop injecting after this many faults (e.g. "fail twice, then work") |
 //!
 //! Service-specific knobs are read by the services themselves: `url_ttl_secs` (lifetime of
@@ -71,6 +73,14 @@ pub struct FaultConfig {
     pub drop_every: u64,
     /// Every k-th in-scope call gets a body cut short of its `Content-Length` (0 = off).
     pub truncate_every: u64,
+    /// Every k-th in-scope call is delayed by `spike_ms` on top of `latency_ms` (0 = off).
+    pub spike_every: u64,
+    /// The extra delay of a latency spike, in milliseconds (default 1000).
+    pub spike_ms: u64,
+    /// Every k-th in-scope call: before it is handled, the service revokes every access token it
+    /// has issued (as if they had all expired), so that call and the ones after it meet the
+    /// service's own expired-token answer until the client gets a new token (0 = off).
+    pub expire_tokens_every: u64,
     /// Path prefixes the generic faults apply to; empty = every service route.
     pub only_paths: Vec<String>,
     /// Stop injecting generic faults after this many (None = no limit).
@@ -93,6 +103,9 @@ impl Default for FaultConfig {
             retry_after_secs: 1,
             drop_every: 0,
             truncate_every: 0,
+            spike_every: 0,
+            spike_ms: 1000,
+            expire_tokens_every: 0,
             only_paths: Vec::new(),
             max_faults: None,
             seed: 0,
@@ -158,15 +171,16 @@ impl FaultState {
                 || self.config.only_paths.iter().any(|p| path.starts_with(p)))
     }
 
-    fn decide(&mut self) -> Decision {
+    fn decide(&mut self) -> Verdict {
         self.calls += 1;
         let n = self.calls;
+        let latency_ms = self.config.latency_ms;
         if self
             .config
             .max_faults
             .is_some_and(|max| self.injected >= max)
         {
-            return Decision::Pass;
+            return Verdict::pass(latency_ms);
         }
         let every = |k: u64| k > 0 && n.is_multiple_of(k);
         let decision = if every(self.config.drop_every) {
@@ -185,18 +199,53 @@ impl FaultState {
         } else {
             Decision::Pass
         };
-        if decision != Decision::Pass {
+        let spike = every(self.config.spike_every);
+        let expire_tokens = every(self.config.expire_tokens_every);
+        // One call counts once against `max_faults`, however many knobs hit it.
+        if decision != Decision::Pass || spike || expire_tokens {
             self.injected += 1;
         }
-        decision
+        Verdict {
+            decision,
+            latency_ms,
+            spike_ms: if spike { self.config.spike_ms } else { 0 },
+            expire_tokens,
+        }
     }
 }
+
+/// What happens to one in-scope call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Verdict {
+    decision: Decision,
+    /// The constant delay before anything else.
+    latency_ms: u64,
+    /// A spike's extra delay (0 = no spike).
+    spike_ms: u64,
+    /// Revoke the service's access tokens before handling the call.
+    expire_tokens: bool,
+}
+
+impl Verdict {
+    fn pass(latency_ms: u64) -> Self {
+        Self {
+            decision: Decision::Pass,
+            latency_ms,
+            spike_ms: 0,
+            expire_tokens: false,
+        }
+    }
+}
+
+/// Revokes every access token a service has issued (registered by the service).
+pub type TokenRevoker = Arc<dyn Fn() + Send + Sync>;
 
 /// Shared fault state of one service: cheap to clone, all clones see the same knobs.
 #[derive(Clone)]
 pub struct Faults {
     state: Arc<Mutex<FaultState>>,
     renderer: ErrorRenderer,
+    revoker: Arc<Mutex<Option<TokenRevoker>>>,
 }
 
 impl std::fmt::Debug for Faults {
@@ -227,6 +276,7 @@ impl Faults {
         Self {
             state: Arc::new(Mutex::new(FaultState::new(FaultConfig::default()))),
             renderer,
+            revoker: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -235,6 +285,27 @@ impl Faults {
         Self {
             state: self.state.clone(),
             renderer,
+            revoker: self.revoker.clone(),
+        }
+    }
+
+    /// Registers how this service revokes its access tokens, for `expire_tokens_every`.
+    /// The hook should hold the service state weakly: the state holds these faults.
+    pub fn on_expire_tokens(&self, revoker: TokenRevoker) {
+        *self
+            .revoker
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = Some(revoker);
+    }
+
+    fn expire_tokens(&self) {
+        let revoker = self
+            .revoker
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone();
+        if let Some(revoke) = revoker {
+            revoke();
         }
     }
 
@@ -269,14 +340,13 @@ impl Faults {
         (self.renderer)(error)
     }
 
-    /// The decision and latency for a request path, or None when the path is out of scope.
-    fn decide(&self, path: &str) -> Option<(Decision, u64)> {
+    /// The verdict for a request path, or None when the path is out of scope.
+    fn decide(&self, path: &str) -> Option<Verdict> {
         let mut state = self.lock();
         if !state.in_scope(path) {
             return None;
         }
-        let decision = state.decide();
-        Some((decision, state.config.latency_ms))
+        Some(state.decide())
     }
 
     /// `GET`/`POST`/`DELETE /__sandbox/faults`.
@@ -306,16 +376,21 @@ impl Faults {
         request: Request,
         next: Next,
     ) -> Response {
-        let Some((decision, latency)) = faults.decide(request.uri().path()) else {
+        let Some(verdict) = faults.decide(request.uri().path()) else {
             return next.run(request).await;
         };
-        if latency > 0 {
-            tokio::time::sleep(Duration::from_millis(latency)).await;
+        let delay = verdict.latency_ms.saturating_add(verdict.spike_ms);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
         }
-        if decision != Decision::Pass {
+        // The counter is of replaced responses; spikes and revocations leave the answer alone.
+        if verdict.decision != Decision::Pass {
             stats.record_fault();
         }
-        match decision {
+        if verdict.expire_tokens {
+            faults.expire_tokens();
+        }
+        match verdict.decision {
             Decision::Pass => next.run(request).await,
             Decision::Error(error) => {
                 // Read a small request body before answering, as a gateway does:

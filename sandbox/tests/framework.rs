@@ -196,6 +196,30 @@ async fn dropped_connections_and_truncated_bodies() {
 }
 
 #[tokio::test]
+async fn every_kth_call_gets_a_latency_spike_beyond_a_short_timeout() {
+    let (server, _, stats) = toy().await;
+    let base = server.base_url();
+    set_faults(base, json!({"spike_every": 2, "spike_ms": 2000})).await;
+    let impatient = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_millis(300))
+        .build()
+        .expect("client builds");
+    let mut outcomes = Vec::new();
+    for _ in 0..4 {
+        let r = impatient.get(format!("{base}/items/1")).send().await;
+        outcomes.push(match r {
+            Ok(r) => r.status().as_u16().to_string(),
+            Err(e) if e.is_timeout() => "timeout".to_string(),
+            Err(e) => format!("other error: {e}"),
+        });
+    }
+    assert_eq!(outcomes, ["200", "timeout", "200", "timeout"]);
+    // A spike delays the answer; it does not replace it.
+    assert_eq!(stats.snapshot().faults_injected, 0);
+}
+
+#[tokio::test]
 async fn fault_config_round_trips_and_rejects_unknown_knobs() {
     let (server, faults, _) = toy().await;
     let base = server.base_url();

@@ -652,3 +652,42 @@ async fn faults_and_token_expiry_use_the_oauth_error_shape() {
         .expect("validate");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn every_kth_call_first_revokes_the_issued_tokens() {
+    let t = ld().await;
+    t.server
+        .faults()
+        .set(serde_json::from_value(json!({"expire_tokens_every": 3})).expect("faults"));
+    // Calls 1 and 2 pass; call 3 finds every token revoked.
+    let statuses = [
+        t.job_call("status", "x").await.status(),
+        t.job_call("status", "x").await.status(),
+        t.job_call("status", "x").await.status(),
+    ];
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::NOT_FOUND,
+            StatusCode::NOT_FOUND,
+            StatusCode::UNAUTHORIZED
+        ]
+    );
+    // A token issued afterwards works (call 4 is the login, 5 uses it) until call 6.
+    let fresh = login(&t.http, &t.server).await;
+    let call = |token: String| {
+        t.http
+            .post(t.url("/ls/api/batch/status"))
+            .bearer_auth(token)
+            .form(&[("jobId", "x")])
+            .send()
+    };
+    assert_eq!(
+        call(fresh.clone()).await.expect("call").status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(fresh).await.expect("call").status(),
+        StatusCode::UNAUTHORIZED
+    );
+}

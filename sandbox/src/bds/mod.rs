@@ -285,6 +285,12 @@ pub async fn start(config: BdsConfig, faults: Faults, stats: Stats) -> std::io::
     let faults = faults.rendered_by(Arc::new(api::render_injected));
     let (api_port, auth_port, blob_port) = (config.port, config.auth_port, config.blob_port);
     let state = Arc::new(state::Bds::new(config, faults.clone(), stats.clone())?);
+    let weak = Arc::downgrade(&state);
+    faults.on_expire_tokens(Arc::new(move || {
+        if let Some(state) = weak.upgrade() {
+            state.lock().access.clear();
+        }
+    }));
     let blob = crate::server::serve(
         crate::server::instrument(blob::routes(state.clone()), &faults, &stats),
         blob_port,

@@ -354,6 +354,12 @@ pub async fn start(config: DapConfig, faults: Faults, stats: Stats) -> std::io::
         blob_base: OnceLock::new(),
         config: config.clone(),
     });
+    let weak = Arc::downgrade(&state);
+    faults.on_expire_tokens(Arc::new(move || {
+        if let Some(state) = weak.upgrade() {
+            state::lock(&state.tokens).clear();
+        }
+    }));
     let blob_routes = Router::new()
         .route("/{bucket}/{job}/{file}", get(api::blob))
         .with_state(state.clone());

@@ -193,6 +193,12 @@ pub async fn start(config: LdConfig, faults: Faults, stats: Stats) -> std::io::R
     let limit =
         usize::try_from(config.max_upload_bytes.saturating_add(1 << 20)).unwrap_or(usize::MAX);
     let state = Arc::new(state::Ld::new(config, faults.clone(), stats.clone())?);
+    let weak = Arc::downgrade(&state);
+    faults.on_expire_tokens(Arc::new(move || {
+        if let Some(state) = weak.upgrade() {
+            state.lock().tokens.clear();
+        }
+    }));
     let routes = Router::new()
         .route("/ls/api/oauth2/token", post(auth::token))
         .route("/ls/api/oauth2/validate", get(auth::validate))

@@ -185,6 +185,12 @@ pub async fn start(
     let limit =
         usize::try_from(config.max_upload_bytes.saturating_add(1 << 20)).unwrap_or(usize::MAX);
     let state = Arc::new(state::Toucan::new(config, faults.clone(), stats.clone())?);
+    let weak = Arc::downgrade(&state);
+    faults.on_expire_tokens(Arc::new(move || {
+        if let Some(state) = weak.upgrade() {
+            state.lock().tokens.clear();
+        }
+    }));
     let service_routes = Router::new()
         .route("/", get(routes::version))
         .route("/login", post(auth::login))
