@@ -555,3 +555,35 @@ async fn timeouts_are_retried_only_for_idempotent_requests() {
     );
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn the_policys_response_timeout_abandons_a_silent_attempt() {
+    let quick = RetryPolicy::default().with_response_timeout(Duration::from_millis(200));
+    let rig = Rig::new();
+
+    // An idempotent request is sent again and gets the answer.
+    let (base, accepted) = scripted_server(vec![Conn::Hang, Conn::Ok]).await;
+    let client = rig
+        .builder(&base)
+        .retry_policy(quick.clone())
+        .build()
+        .unwrap();
+    let response = client.execute(Request::get("/r")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+
+    // A POST may have reached the server: one attempt, a typed timeout.
+    let (base, accepted) = scripted_server(vec![Conn::Hang, Conn::Ok]).await;
+    let client = rig
+        .builder(&base)
+        .retry_policy(quick.clone())
+        .build()
+        .unwrap();
+    let err = client.execute(Request::post("/r")).await.unwrap_err();
+    let Error::Transport { kind, message, .. } = &err else {
+        panic!("expected a transport error, got {err:?}");
+    };
+    assert_eq!(*kind, TransportKind::Timeout);
+    assert!(message.contains("response timeout"), "{message}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}

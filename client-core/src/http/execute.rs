@@ -14,7 +14,7 @@ use super::{HttpClient, Request, Response};
 use crate::auth::AccessToken;
 use crate::error::redact_url;
 use crate::retry::{ResponseView, RetryDecision, is_retryable_status, is_retryable_transport};
-use crate::{Error, Result};
+use crate::{Error, Result, TransportKind};
 
 /// Why another attempt may be made.
 enum Retryable {
@@ -156,7 +156,15 @@ impl HttpClient {
         if let Some(t) = request.timeout {
             builder = builder.timeout(t);
         }
-        match builder.send().await {
+        let policy = request.retry.as_ref().unwrap_or(&self.inner.policy);
+        let sent = match policy.response_timeout {
+            Some(limit) => match tokio::time::timeout(limit, builder.send()).await {
+                Ok(sent) => sent,
+                Err(_) => return Err(response_timed_out(request, url, limit)),
+            },
+            None => builder.send().await,
+        };
+        match sent {
             Ok(r) => Ok(Response::from_reqwest(request.method.clone(), r)),
             Err(e) => Err(transport_error(e, request.method.as_str(), url.as_str())),
         }
@@ -259,6 +267,20 @@ enum Step {
     Refreshed,
     /// Worth another attempt, after at least this server hint.
     Retryable(Retryable, Option<Duration>),
+}
+
+/// The failure of an attempt whose response did not start within the
+/// policy's response timeout.
+fn response_timed_out(request: &Request, url: &Url, limit: Duration) -> Error {
+    Error::Transport {
+        kind: TransportKind::Timeout,
+        method: request.method.to_string(),
+        url: redact_url(url.as_str()),
+        message: format!(
+            "no response within {} ms (the retry policy's response timeout)",
+            limit.as_millis()
+        ),
+    }
 }
 
 fn retry_if_transient(error: Error, idempotent: bool) -> Step {

@@ -36,6 +36,13 @@ pub struct RetryPolicy {
     pub multiplier: f64,
     /// Cap on a server's `Retry-After` (a server asking for an hour gets this).
     pub max_retry_after: Duration,
+    /// How long one attempt may wait for the response's status line and
+    /// headers (None = no limit beyond the client's connect and read
+    /// timeouts). An attempt that outwaits it fails as a
+    /// [`TransportKind::Timeout`](crate::TransportKind::Timeout), retried
+    /// like any timeout: only for idempotent requests. The body is not
+    /// covered, so long healthy downloads are never cut off by it.
+    pub response_timeout: Option<Duration>,
 }
 
 impl Default for RetryPolicy {
@@ -47,6 +54,7 @@ impl Default for RetryPolicy {
             max_backoff: Duration::from_secs(15),
             multiplier: 2.0,
             max_retry_after: Duration::from_secs(60),
+            response_timeout: None,
         }
     }
 }
@@ -90,6 +98,12 @@ impl RetryPolicy {
         } else {
             1.0
         };
+        self
+    }
+
+    /// Sets the [`response_timeout`](Self::response_timeout) of every attempt.
+    pub fn with_response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = Some(timeout);
         self
     }
 
