@@ -78,12 +78,15 @@
 //!   ([`Sink::reopen`]); SQLite lets one writer in at a time, PostgreSQL
 //!   loads them in parallel.
 //! * The sink emits `tracing` events (load started, structure changed,
-//!   columns kept, load committed) and never prints.
+//!   columns kept, load committed) and never prints. For progress bars and
+//!   metrics, install a [`LoadObserver`] ([`Sink::set_observer`]): it is
+//!   called synchronously at each step of a load ([`LoadEvent`]).
 
 mod error;
 pub mod evolve;
 pub mod ident;
 mod model;
+pub mod observe;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod rows;
@@ -100,6 +103,7 @@ mod watermark;
 pub use error::{Error, Result};
 pub use evolve::EvolutionReport;
 pub use model::{Column, SqlType, TableDef, TableName};
+pub use observe::{BatchKind, LoadEvent, LoadObserver};
 pub use rows::{Row, RowBatch};
 pub use sink::{BackendKind, Fault, Load, LoadSummary, Sink};
 pub use value::Value;

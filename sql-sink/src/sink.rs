@@ -2,12 +2,14 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::evolve::EvolutionReport;
 use crate::model::{TableDef, TableName};
+use crate::observe::{BatchKind, LoadEvent, LoadObserver};
 use crate::rows::RowBatch;
 use crate::sqlite::{self, LoadCmd, SqliteSink};
 use crate::value::Value;
@@ -77,6 +79,7 @@ enum Backend {
 pub struct Sink {
     backend: Backend,
     fault: Option<Fault>,
+    observer: Option<Arc<dyn LoadObserver>>,
 }
 
 impl fmt::Debug for Sink {
@@ -145,6 +148,7 @@ impl Sink {
         Ok(Sink {
             backend: Backend::Sqlite(SqliteSink::open(path.as_ref()).await?),
             fault: None,
+            observer: None,
         })
     }
 
@@ -153,6 +157,7 @@ impl Sink {
         Ok(Sink {
             backend: Backend::Postgres(Box::new(PgSink::connect_url(url).await?)),
             fault: None,
+            observer: None,
         })
     }
 
@@ -165,7 +170,8 @@ impl Sink {
     }
 
     /// Open another connection to the same database (for loading several
-    /// tables at once; SQLite still runs one writer at a time).
+    /// tables at once; SQLite still runs one writer at a time). The new
+    /// sink shares this one's [observer](Sink::set_observer).
     pub async fn reopen(&self) -> Result<Sink> {
         let backend = match &self.backend {
             Backend::Sqlite(s) => Backend::Sqlite(SqliteSink::open(s.path()).await?),
@@ -175,6 +181,7 @@ impl Sink {
         Ok(Sink {
             backend,
             fault: None,
+            observer: self.observer.clone(),
         })
     }
 
@@ -185,6 +192,18 @@ impl Sink {
             #[cfg(feature = "postgres")]
             Backend::Postgres(_) => BackendKind::Postgres,
         }
+    }
+
+    /// Install (or, with `None`, remove) the observer that receives the
+    /// [`LoadEvent`]s of this sink's loads: progress, metrics, or a stop at
+    /// an exact point in a crash test. See [`crate::observe`].
+    pub fn set_observer(&mut self, observer: Option<Arc<dyn LoadObserver>>) {
+        self.observer = observer;
+    }
+
+    /// The installed observer, if any.
+    pub fn observer(&self) -> Option<&Arc<dyn LoadObserver>> {
+        self.observer.as_ref()
     }
 
     /// Make the next load fail as described (one shot).
@@ -230,6 +249,7 @@ impl Sink {
             batches: 0,
             fail_after,
             poisoned: false,
+            observer: self.observer.clone(),
         };
         let (inner, report) = match &mut self.backend {
             Backend::Sqlite(s) => {
@@ -273,6 +293,11 @@ impl Sink {
                 "columns missing from the definition are kept with their data"
             );
         }
+        common.emit(&LoadEvent::Started {
+            table: &common.table,
+            replace,
+            evolution: &report,
+        });
         Ok(Load {
             inner,
             common,
@@ -339,9 +364,25 @@ struct LoadCommon {
     batches: usize,
     fail_after: Option<usize>,
     poisoned: bool,
+    observer: Option<Arc<dyn LoadObserver>>,
 }
 
 impl LoadCommon {
+    fn emit(&self, event: &LoadEvent<'_>) {
+        if let Some(observer) = &self.observer {
+            observer.on_event(event);
+        }
+    }
+
+    fn batch_written(&self, kind: BatchKind, rows: usize) {
+        self.emit(&LoadEvent::BatchWritten {
+            table: &self.table,
+            kind,
+            rows,
+            batches: self.batches,
+        });
+    }
+
     /// Shape check and fault injection before a batch or the commit.
     fn admit(&mut self, batch: Option<(&RowBatch, usize, &'static str)>) -> Result<()> {
         if self.poisoned {
@@ -473,8 +514,11 @@ impl Load<'_> {
         // batch may or may not have been applied: the flag stays set and the
         // load can only be rolled back.
         self.common.poisoned = true;
+        let n = rows.len();
         let r = self.upsert_inner(rows).await;
-        self.after(r)
+        self.after(r)?;
+        self.common.batch_written(BatchKind::Upsert, n);
+        Ok(())
     }
 
     async fn upsert_inner(&mut self, rows: &mut RowBatch) -> Result<()> {
@@ -510,8 +554,11 @@ impl Load<'_> {
         // batch may or may not have been applied: the flag stays set and the
         // load can only be rolled back.
         self.common.poisoned = true;
+        let n = keys.len();
         let r = self.delete_inner(keys).await;
-        self.after(r)
+        self.after(r)?;
+        self.common.batch_written(BatchKind::Delete, n);
+        Ok(())
     }
 
     async fn delete_inner(&mut self, keys: &mut RowBatch) -> Result<()> {
@@ -551,27 +598,40 @@ impl Load<'_> {
     /// fails, nothing of the load is kept.
     pub async fn commit(mut self, watermark: Watermark) -> Result<LoadSummary> {
         self.common.admit(None)?;
-        let table = self.common.table.clone();
-        let (summary, value) = match self.inner {
+        let common = self.common;
+        let committing = LoadEvent::Committing {
+            table: &common.table,
+            watermark: &watermark,
+        };
+        let summary = match self.inner {
             LoadInner::Sqlite(mut s, _) => {
+                // Every batch applied before the event, so it means what it says.
                 s.settle().await?;
-                let value = watermark.value.clone();
-                let mut summary =
-                    sqlite::load_call(&s.cmds, |r| LoadCmd::Commit(watermark, r)).await?;
+                common.emit(&committing);
+                let sent = watermark.clone();
+                let mut summary = sqlite::load_call(&s.cmds, |r| LoadCmd::Commit(sent, r)).await?;
                 summary.deleted_rows = s.deleted;
-                (summary, value)
+                summary
             }
             #[cfg(feature = "postgres")]
-            LoadInner::Postgres(p) => (p.commit(&watermark).await?, watermark.value),
+            LoadInner::Postgres(p) => {
+                common.emit(&committing);
+                p.commit(&watermark).await?
+            }
         };
         tracing::info!(
-            %table,
+            table = %common.table,
             upserted = summary.upserted_rows,
             deleted = summary.deleted_rows,
             batches = summary.batches,
-            watermark = %value,
+            watermark = %watermark.value,
             "load committed"
         );
+        common.emit(&LoadEvent::Committed {
+            table: &common.table,
+            watermark: &watermark,
+            summary: &summary,
+        });
         Ok(summary)
     }
 

@@ -720,6 +720,134 @@ async fn batches_apply_in_order(sink: &mut Sink, ns: &str) -> Observed {
     vec![snapshot(sink, &t).await]
 }
 
+/// The observer sees each step of a load in order, nothing of a load that
+/// did not commit after its last accepted batch, and nothing once removed.
+async fn observer_sees_each_step(sink: &mut Sink, ns: &str) -> Observed {
+    use sql_sink::LoadEvent;
+    use std::sync::{Arc, Mutex};
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    sink.set_observer(Some(Arc::new(move |e: &LoadEvent<'_>| {
+        let line = match e {
+            LoadEvent::Started {
+                table,
+                replace,
+                evolution,
+            } => format!(
+                "started {table} replace={replace} created={} added={:?}",
+                evolution.created, evolution.added_columns
+            ),
+            LoadEvent::BatchWritten {
+                table,
+                kind,
+                rows,
+                batches,
+            } => format!("batch {table} {kind:?} rows={rows} batches={batches}"),
+            LoadEvent::Committing { table, watermark } => {
+                format!("committing {table} {}", watermark.value)
+            }
+            LoadEvent::Committed {
+                table,
+                watermark,
+                summary,
+            } => format!(
+                "committed {table} {} upserted={} deleted={}",
+                watermark.value, summary.upserted_rows, summary.deleted_rows
+            ),
+            other => format!("{other:?}"),
+        };
+        log.lock().unwrap().push(line);
+    })));
+    let def = users(ns);
+    let t = def.table_name();
+    let take = || std::mem::take(&mut *seen.lock().unwrap());
+
+    let mut load = sink.begin_load(&def).await.unwrap();
+    load.upsert(&mut batch(
+        3,
+        &[&[Some("1"), Some("a"), None], &[Some("2"), None, None]],
+    ))
+    .await
+    .unwrap();
+    load.upsert(&mut RowBatch::new(3)).await.unwrap(); // empty: no event
+    load.delete(&mut batch(1, &[&[Some("2")], &[Some("9")]]))
+        .await
+        .unwrap();
+    assert_eq!(
+        take(),
+        [
+            format!("started {t} replace=false created=true added=[]"),
+            format!("batch {t} Upsert rows=2 batches=1"),
+            format!("batch {t} Delete rows=2 batches=2"),
+        ],
+        "before the commit, the events stop at the last accepted batch"
+    );
+    load.commit(Watermark::new("w1")).await.unwrap();
+    let committed = take();
+    assert_eq!(
+        committed,
+        [
+            format!("committing {t} w1"),
+            format!("committed {t} w1 upserted=2 deleted=1"),
+        ]
+    );
+    let mut observed = committed;
+
+    // A structure change is reported at the start; a dropped load ends there.
+    let mut wider = def.clone();
+    wider
+        .columns
+        .push(Column::new("email", SqlType::Text, true));
+    let mut load = sink.begin_load(&wider).await.unwrap();
+    load.upsert(&mut batch(4, &[&[Some("3"), None, None, Some("x@y")]]))
+        .await
+        .unwrap();
+    drop(load);
+    let dropped = take();
+    assert_eq!(
+        dropped,
+        [
+            format!("started {t} replace=false created=false added=[\"email\"]"),
+            format!("batch {t} Upsert rows=1 batches=1"),
+        ]
+    );
+    observed.extend(dropped);
+
+    // A failed batch is not reported; neither is a commit that cannot happen.
+    let mut other = sink.reopen().await.unwrap(); // shares the observer
+    other.inject_fault(Fault::FailAfterBatches(1));
+    let mut load = other.begin_replace(&def).await.unwrap();
+    load.upsert(&mut batch(3, &[&[Some("5"), None, None]]))
+        .await
+        .unwrap();
+    assert!(
+        load.upsert(&mut batch(3, &[&[Some("6"), None, None]]))
+            .await
+            .is_err()
+    );
+    assert!(load.commit(Watermark::new("never")).await.is_err());
+    let failed = take();
+    assert_eq!(
+        failed,
+        [
+            format!("started {t} replace=true created=true added=[]"),
+            format!("batch {t} Upsert rows=1 batches=1"),
+        ]
+    );
+    observed.extend(failed);
+    drop(other);
+
+    sink.set_observer(None);
+    let mut load = sink.begin_load(&def).await.unwrap();
+    load.upsert(&mut batch(3, &[&[Some("7"), None, None]]))
+        .await
+        .unwrap();
+    load.commit(Watermark::new("w2")).await.unwrap();
+    assert!(take().is_empty(), "a removed observer hears nothing");
+    observed.push(snapshot(sink, &t).await);
+    observed
+}
+
 /// Every scenario, by name, for the cross-backend run.
 #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 type Scenario = for<'a> fn(&'a mut Sink, &'a str) -> futures::future::BoxFuture<'a, Observed>;
@@ -757,6 +885,7 @@ scenarios!(
     hostile_identifiers,
     text_and_json_fidelity,
     batches_apply_in_order,
+    observer_sees_each_step,
 );
 
 #[cfg(feature = "postgres")]
