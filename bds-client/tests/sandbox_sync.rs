@@ -1,13 +1,18 @@
 //! Sync against the sandbox's fake BDS tenant: after every scenario the table
-//! must equal the sandbox's truth for the data set.
+//! must equal the sandbox's truth for the data set, on SQLite and PostgreSQL,
+//! with and without network faults.
 #![cfg(feature = "sql")]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bds_client::plan::{FullNeeded, PlanKind, RebaselineReason};
 use bds_client::sync::{SyncOptions, SyncReport, sync_data_set, table_name};
 use bds_client::{BdsError, Client, MemoryTokenStore, PlanOptions, PrimaryKeys, SecretString};
+use client_core::retry::SeededRandom;
+use client_core::time::RecordingSleeper;
+use sandbox::FaultConfig;
 use sandbox::bds::{BdsConfig, BdsServer};
 use sql_sink::{Sink, TableName, Value};
 
@@ -18,13 +23,16 @@ const DATA_SETS: [&str; 4] = [
     "Grade Results",
 ];
 
+/// A table's rows as text, projected on the truth's columns.
+type TableRows = BTreeSet<Vec<Option<String>>>;
+
 struct World {
     server: BdsServer,
     client: Client,
     sink: Sink,
+    /// Every wait the client asked for (backoff, `Retry-After`); none is slept.
+    sleeper: RecordingSleeper,
     _dir: tempfile::TempDir,
-    #[cfg(feature = "postgres")]
-    _postgres: Option<sql_sink::testing::TempPostgres>,
 }
 
 /// A tenant without hard deletes (those only show in fulls), so that after
@@ -37,17 +45,43 @@ fn config() -> BdsConfig {
     }
 }
 
+/// The fault mix: 20 % 503s, every 7th call a 429 asking for 30 s,
+/// every 11th connection dropped, every 5th body cut in half; seeded.
+///
+/// Scoped to the tenant's API and the storage host: a body cut *after* the
+/// token endpoint rotated the refresh token loses the only valid one, which
+/// no client can recover from (D2L refresh tokens are single use).
+fn faults_on() -> FaultConfig {
+    let mut faults = FaultConfig::default();
+    faults.error_rate = 0.2;
+    faults.rate_limit_every = 7;
+    faults.retry_after_secs = 30;
+    faults.drop_every = 11;
+    faults.truncate_every = 5;
+    faults.seed = 7;
+    faults.only_paths = vec!["/d2l/".into(), "/blobs/".into()];
+    faults
+}
+
 async fn world(config: BdsConfig) -> World {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::open_sqlite(dir.path().join("bds.db")).await.unwrap();
-    world_with(config, sink, dir).await
+    world_with(config, sink, dir, FaultConfig::default()).await
 }
 
-async fn world_with(config: BdsConfig, sink: Sink, dir: tempfile::TempDir) -> World {
-    let server = sandbox::bds::start(config, sandbox::Faults::new(), sandbox::Stats::new())
+async fn world_with(
+    config: BdsConfig,
+    sink: Sink,
+    dir: tempfile::TempDir,
+    faults: FaultConfig,
+) -> World {
+    let knobs = sandbox::Faults::new();
+    knobs.set(faults);
+    let server = sandbox::bds::start(config, knobs, sandbox::Stats::new())
         .await
         .unwrap();
     let creds = server.credentials();
+    let sleeper = RecordingSleeper::new();
     let client = Client::builder()
         .base_url(&creds.base_url)
         .auth_url(&creds.auth_url)
@@ -57,15 +91,16 @@ async fn world_with(config: BdsConfig, sink: Sink, dir: tempfile::TempDir) -> Wo
         )
         .refresh_token(SecretString::from(creds.refresh_token.clone()))
         .token_store(Arc::new(MemoryTokenStore::new()))
+        .sleeper(Arc::new(sleeper.clone()))
+        .random(Arc::new(SeededRandom::new(3)))
         .build()
         .unwrap();
     World {
         server,
         client,
         sink,
+        sleeper,
         _dir: dir,
-        #[cfg(feature = "postgres")]
-        _postgres: None,
     }
 }
 
@@ -85,11 +120,7 @@ impl World {
     }
 
     /// The table's rows as text, projected on the truth's columns.
-    async fn table_rows(
-        &self,
-        data_set: &str,
-        columns: &[String],
-    ) -> BTreeSet<Vec<Option<String>>> {
+    async fn table_rows(&self, data_set: &str, columns: &[String]) -> TableRows {
         let table = TableName::new("bds", table_name(data_set));
         let status = self
             .sink
@@ -121,7 +152,8 @@ impl World {
             .collect()
     }
 
-    async fn assert_matches_truth(&self, data_set: &str) {
+    /// Asserts the table equals the truth and returns its rows.
+    async fn assert_matches_truth(&self, data_set: &str) -> TableRows {
         let truth = self
             .server
             .expected(data_set)
@@ -143,114 +175,241 @@ impl World {
             truth.generation,
             truth.columns
         );
+        actual
     }
 
-    async fn assert_all_match(&self) {
+    /// Every data set's table, all columns.
+    async fn tables(&self) -> Vec<TableRows> {
+        let mut tables = Vec::new();
         for name in DATA_SETS {
-            self.assert_matches_truth(name).await;
+            let table = TableName::new("bds", table_name(name));
+            let status = self.sink.table_status(&table).await.unwrap();
+            let columns: Vec<String> = status
+                .expect("table exists")
+                .definition
+                .columns
+                .iter()
+                .map(|c| c.name.clone())
+                .collect();
+            tables.push(self.table_rows(name, &columns).await);
+        }
+        tables
+    }
+
+    /// Asserts every table equals the truth; returns them by data set.
+    async fn assert_all_match(&self) -> BTreeMap<&'static str, TableRows> {
+        let mut tables = BTreeMap::new();
+        for name in DATA_SETS {
+            tables.insert(name, self.assert_matches_truth(name).await);
+        }
+        tables
+    }
+}
+
+/// The runs of the acceptance list, each ending with every table
+/// equal to the sandbox's truth.
+#[derive(Clone, Copy, Debug)]
+enum Scenario {
+    /// First sync: the newest full and every later differential; then a no-op.
+    FirstSync,
+    /// A normal daily run: the one new differential.
+    DailyRun,
+    /// Two runs missed: this run recovers all three differentials.
+    TwoMissedRuns,
+    /// The chain expired and a newer full exists: rebuilt from it.
+    ExpiredChainWithNewerFull,
+    /// The chain expired and no newer full exists yet: wait, then rebuild.
+    ExpiredChainAwaitingFull,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 5] = [
+        Scenario::FirstSync,
+        Scenario::DailyRun,
+        Scenario::TwoMissedRuns,
+        Scenario::ExpiredChainWithNewerFull,
+        Scenario::ExpiredChainAwaitingFull,
+    ];
+
+    /// Plays the scenario against a fresh tenant (day 3, three differentials
+    /// published), asserting what each run planned and applied.
+    async fn play(self, w: &mut World) {
+        let first = w.sync_all().await;
+        for report in &first {
+            assert_eq!(report.plan, PlanKind::Initial, "{}", report.data_set);
+            assert_eq!(
+                report.applied.len(),
+                4,
+                "{}: full of day 0 and differentials of days 1-3",
+                report.data_set
+            );
+        }
+        match self {
+            Scenario::FirstSync => {
+                w.assert_all_match().await;
+                for report in w.sync_all().await {
+                    assert_eq!(report.plan, PlanKind::UpToDate, "nothing new: a no-op");
+                }
+            }
+            Scenario::DailyRun => {
+                w.server.advance_days(1);
+                assert_incremental(&w.sync_all().await, 1);
+            }
+            Scenario::TwoMissedRuns => {
+                w.server.advance_days(3);
+                assert_incremental(&w.sync_all().await, 3);
+            }
+            Scenario::ExpiredChainWithNewerFull => {
+                w.server.advance_days(5); // days 4-8, full on day 7
+                assert!(w.server.expire_generations(&[4, 5]) > 0);
+                for report in w.sync_all().await {
+                    assert!(
+                        matches!(
+                            report.plan,
+                            PlanKind::Rebaseline(RebaselineReason::ChainBroken { .. })
+                        ),
+                        "{}: {}",
+                        report.data_set,
+                        report.plan
+                    );
+                    assert_eq!(
+                        report.applied.len(),
+                        2,
+                        "{}: full of day 7, differential of day 8",
+                        report.data_set
+                    );
+                }
+            }
+            Scenario::ExpiredChainAwaitingFull => {
+                w.server.advance_days(3); // days 4-6, no full yet
+                w.server.expire_generations(&[4, 5]);
+                let before = w.tables().await;
+                for report in w.sync_all().await {
+                    assert!(
+                        matches!(
+                            report.plan,
+                            PlanKind::FullNeeded(FullNeeded::ChainBroken { .. })
+                        ),
+                        "{}: {}",
+                        report.data_set,
+                        report.plan
+                    );
+                    assert!(report.applied.is_empty());
+                }
+                assert_eq!(w.tables().await, before, "tables untouched");
+                w.server.publish_full();
+                for report in w.sync_all().await {
+                    assert!(
+                        matches!(report.plan, PlanKind::Rebaseline(_)),
+                        "{}: {}",
+                        report.data_set,
+                        report.plan
+                    );
+                }
+            }
         }
     }
 }
 
-#[tokio::test]
-async fn first_sync_loads_the_newest_full_and_later_differentials() {
-    let mut w = world(config()).await;
-    for report in w.sync_all().await {
-        assert_eq!(report.plan, PlanKind::Initial, "{}", report.data_set);
-        assert_eq!(
-            report.applied.len(),
-            4,
-            "full of day 0 and differentials of days 1-3"
-        );
+fn assert_incremental(reports: &[SyncReport], applied: usize) {
+    for report in reports {
+        assert_eq!(report.plan, PlanKind::Incremental, "{}", report.data_set);
+        assert_eq!(report.applied.len(), applied, "{}", report.data_set);
     }
-    w.assert_all_match().await;
-    // Nothing new: a second run is a no-op.
-    for report in w.sync_all().await {
-        assert_eq!(report.plan, PlanKind::UpToDate);
-    }
-    w.assert_all_match().await;
 }
 
-#[tokio::test]
-async fn a_daily_run_applies_the_new_differential() {
-    let mut w = world(config()).await;
-    w.sync_all().await;
-    w.server.advance_days(1);
-    for report in w.sync_all().await {
-        assert_eq!(report.plan, PlanKind::Incremental);
-        assert_eq!(report.applied.len(), 1);
-    }
-    w.assert_all_match().await;
+/// Where a run's tables live.
+enum Backend {
+    Sqlite,
+    #[cfg(feature = "postgres")]
+    Postgres(sql_sink::testing::TempPostgres),
 }
 
-#[tokio::test]
-async fn missed_differentials_are_recovered() {
-    let mut w = world(config()).await;
-    w.sync_all().await;
-    w.server.advance_days(3); // two runs missed, then this one
-    for report in w.sync_all().await {
-        assert_eq!(report.plan, PlanKind::Incremental);
-        assert_eq!(report.applied.len(), 3);
+impl Backend {
+    /// SQLite always; PostgreSQL when the machine has it (else the skip reason is printed).
+    async fn available() -> Vec<Backend> {
+        #[allow(unused_mut)]
+        let mut backends = vec![Backend::Sqlite];
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = sql_sink::testing::TempPostgres::start_or_skip().await {
+            backends.push(Backend::Postgres(pg));
+        }
+        backends
     }
-    w.assert_all_match().await;
+
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => "PostgreSQL",
+        }
+    }
+
+    /// An empty database.
+    async fn fresh(&self, dir: &tempfile::TempDir) -> Sink {
+        match self {
+            Backend::Sqlite => Sink::open_sqlite(dir.path().join("bds.db")).await.unwrap(),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(pg) => Sink::open(&pg.fresh_database().await.unwrap())
+                .await
+                .unwrap(),
+        }
+    }
 }
 
-#[tokio::test]
-async fn an_expired_chain_is_rebuilt_from_the_newer_full() {
-    let mut w = world(config()).await;
-    w.sync_all().await; // through day 3
-    w.server.advance_days(5); // days 4-8, full on day 7
-    assert!(w.server.expire_generations(&[4, 5]) > 0);
-    for report in w.sync_all().await {
+/// Plays `scenario` on a fresh tenant and database; returns the final tables
+/// after checking them against the truth. With faults on, also checks that
+/// faults were injected and that every `Retry-After` went to the sleeper.
+async fn final_tables(
+    scenario: Scenario,
+    backend: &Backend,
+    faults: bool,
+) -> BTreeMap<&'static str, TableRows> {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = backend.fresh(&dir).await;
+    let knobs = if faults {
+        faults_on()
+    } else {
+        FaultConfig::default()
+    };
+    let mut w = world_with(config(), sink, dir, knobs).await;
+    scenario.play(&mut w).await;
+    let tables = w.assert_all_match().await;
+    if faults {
+        let injected = w.server.stats().snapshot().faults_injected;
+        assert!(injected >= 10, "only {injected} faults were injected");
+        let asked = w.sleeper.sleeps();
         assert!(
-            matches!(
-                report.plan,
-                PlanKind::Rebaseline(RebaselineReason::ChainBroken { .. })
-            ),
-            "{}: {}",
-            report.data_set,
-            report.plan
-        );
-        assert_eq!(
-            report.applied.len(),
-            2,
-            "full of day 7, differential of day 8"
+            asked.contains(&Duration::from_secs(30)),
+            "the 429s' Retry-After reached the sleeper: {asked:?}"
         );
     }
-    w.assert_all_match().await;
+    tables
 }
 
+/// Every scenario, on every backend, with and without faults, ends with the
+/// same tables, equal to the sandbox's truth. The runs of one scenario go
+/// concurrently (each has its own tenant and database).
 #[tokio::test]
-async fn an_expired_chain_without_a_newer_full_waits_for_one() {
-    let mut w = world(config()).await;
-    w.sync_all().await; // through day 3
-    w.server.advance_days(3); // days 4-6, no full yet
-    w.server.expire_generations(&[4, 5]);
-    let before = w.table_rows("Users", &["UserId".to_string()]).await;
-    let report = w.sync("Users", &SyncOptions::default()).await;
-    assert!(
-        matches!(
-            report.plan,
-            PlanKind::FullNeeded(FullNeeded::ChainBroken { .. })
-        ),
-        "{}",
-        report.plan
-    );
-    assert!(report.applied.is_empty());
-    assert_eq!(
-        w.table_rows("Users", &["UserId".to_string()]).await,
-        before,
-        "table untouched"
-    );
-
-    w.server.publish_full();
-    let report = w.sync("Users", &SyncOptions::default()).await;
-    assert!(
-        matches!(report.plan, PlanKind::Rebaseline(_)),
-        "{}",
-        report.plan
-    );
-    w.assert_matches_truth("Users").await;
+async fn every_scenario_converges_on_every_backend_with_and_without_faults() {
+    let backends = Backend::available().await;
+    for scenario in Scenario::ALL {
+        let runs = backends.iter().flat_map(|backend| {
+            [false, true].map(|faults| async move {
+                let run = format!(
+                    "{scenario:?} on {} with faults {}",
+                    backend.name(),
+                    if faults { "on" } else { "off" }
+                );
+                (run, final_tables(scenario, backend, faults).await)
+            })
+        });
+        let finished = futures::future::join_all(runs).await;
+        let (first, expected) = &finished[0];
+        for (run, tables) in &finished {
+            assert!(tables == expected, "{run} differs from {first}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -306,25 +465,6 @@ async fn a_data_set_without_a_known_key_names_the_option() {
         .unwrap_err();
     assert!(matches!(err, BdsError::UnknownPrimaryKey { .. }), "{err}");
     assert!(err.to_string().contains("SyncOptions::primary_key"));
-}
-
-#[cfg(feature = "postgres")]
-#[tokio::test]
-async fn postgres_tables_follow_the_same_runs() {
-    let Some(pg) = sql_sink::testing::TempPostgres::start_or_skip().await else {
-        return;
-    };
-    let url = pg.fresh_database().await.unwrap();
-    let sink = Sink::open(&url).await.unwrap();
-    let mut w = world_with(config(), sink, tempfile::tempdir().unwrap()).await;
-    w._postgres = Some(pg);
-    w.sync_all().await;
-    w.assert_all_match().await;
-    w.server.advance_days(3);
-    for report in w.sync_all().await {
-        assert_eq!(report.plan, PlanKind::Incremental);
-    }
-    w.assert_all_match().await;
 }
 
 /// POSTs a JSON body to a sandbox control route.

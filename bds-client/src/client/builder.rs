@@ -291,6 +291,10 @@ impl ClientBuilder {
                 archive_limits: self.archive_limits,
                 verify_download_size: self.verify_download_size,
                 rate,
+                sleeper: self.sleeper,
+                random: self
+                    .random
+                    .unwrap_or_else(|| Arc::new(client_core::retry::SystemRandom)),
             }),
         })
     }

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use client_core::download::{Download, Progress, SavedFile};
 use client_core::http::{HttpClient, Request};
 use client_core::paging::{NextPageUrlPage, ObjectListPage, Page, paginate};
+use client_core::retry::RandomSource;
+use client_core::time::Sleeper;
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde::de::DeserializeOwned;
 
@@ -50,6 +52,10 @@ struct Inner {
     archive_limits: ArchiveLimits,
     verify_download_size: bool,
     rate: RateLimiter,
+    /// Waits between attempts at a JSON body cut off mid-transfer.
+    sleeper: Arc<dyn Sleeper>,
+    /// Jitter of those waits.
+    random: Arc<dyn RandomSource>,
 }
 
 /// A data set resolved by name or id, with every extract listed for it.
@@ -299,11 +305,28 @@ impl Client {
         format!("/d2l/api/lp/{}/{route}", self.inner.lp_version)
     }
 
+    /// GETs a JSON document. The core's retry loop ends when the headers
+    /// arrive, so a body cut off mid-transfer (a connection lost after the
+    /// status line) is requested again here, within the same attempt budget.
     async fn get_json<T: DeserializeOwned>(&self, target: String) -> Result<T> {
-        self.inner.rate.pace().await;
-        let response = self.inner.http.send(Request::get(target)).await?;
-        self.inner.rate.observe(response.headers());
-        Ok(response.json().await?)
+        let policy = self.inner.http.retry_policy();
+        let mut attempt = 1;
+        loop {
+            self.inner.rate.pace().await;
+            let response = self.inner.http.send(Request::get(target.clone())).await?;
+            self.inner.rate.observe(response.headers());
+            match response.json().await {
+                Err(client_core::Error::Transport { kind, url, .. })
+                    if attempt < policy.max_attempts =>
+                {
+                    let delay = policy.backoff(attempt, self.inner.random.as_ref());
+                    tracing::warn!(%url, %kind, attempt, ?delay, "BDS response body cut off; requesting it again");
+                    self.inner.sleeper.sleep(delay).await;
+                    attempt += 1;
+                }
+                result => return Ok(result?),
+            }
+        }
     }
 
     fn pages<T, P>(&self, first: String) -> impl Stream<Item = Result<T>> + Send + 'static
