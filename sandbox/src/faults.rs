@@ -13,6 +13,7 @@
 //! | `truncate_every` | every k-th call: the body is cut at half its `Content-Length`, then the connection is closed |
 //! | `spike_every` + `spike_ms` | every k-th call waits `spike_ms` (default 1000) more before it is answered: a latency spike beyond a client's timeout |
 //! | `expire_tokens_every` | every k-th call: the service first revokes every access token it issued, so the call meets the service's own expired-token answer |
+//! | `expire_urls_every` | every k-th call: the service first expires every pre-signed URL it issued (services without such URLs ignore it) |
 //! | `max_faults` | stop injecting after this many faults (e.g. "fail twice, then work") |
 //!
 //! Service-specific knobs are read by the services themselves: `url_ttl_secs` (lifetime of
@@ -81,6 +82,10 @@ pub struct FaultConfig {
     /// has issued (as if they had all expired), so that call and the ones after it meet the
     /// service's own expired-token answer until the client gets a new token (0 = off).
     pub expire_tokens_every: u64,
+    /// Every k-th in-scope call: before it is handled, every pre-signed URL the service has
+    /// issued expires, so that call (if it is a download) meets the storage's expiry answer;
+    /// URLs issued afterwards work (0 = off). Services without pre-signed URLs ignore it.
+    pub expire_urls_every: u64,
     /// Path prefixes the generic faults apply to; empty = every service route.
     pub only_paths: Vec<String>,
     /// Stop injecting generic faults after this many (None = no limit).
@@ -106,6 +111,7 @@ impl Default for FaultConfig {
             spike_every: 0,
             spike_ms: 1000,
             expire_tokens_every: 0,
+            expire_urls_every: 0,
             only_paths: Vec::new(),
             max_faults: None,
             seed: 0,
@@ -201,8 +207,9 @@ impl FaultState {
         };
         let spike = every(self.config.spike_every);
         let expire_tokens = every(self.config.expire_tokens_every);
+        let expire_urls = every(self.config.expire_urls_every);
         // One call counts once against `max_faults`, however many knobs hit it.
-        if decision != Decision::Pass || spike || expire_tokens {
+        if decision != Decision::Pass || spike || expire_tokens || expire_urls {
             self.injected += 1;
         }
         Verdict {
@@ -210,6 +217,7 @@ impl FaultState {
             latency_ms,
             spike_ms: if spike { self.config.spike_ms } else { 0 },
             expire_tokens,
+            expire_urls,
         }
     }
 }
@@ -224,6 +232,8 @@ struct Verdict {
     spike_ms: u64,
     /// Revoke the service's access tokens before handling the call.
     expire_tokens: bool,
+    /// Expire the service's pre-signed URLs before handling the call.
+    expire_urls: bool,
 }
 
 impl Verdict {
@@ -233,19 +243,28 @@ impl Verdict {
             latency_ms,
             spike_ms: 0,
             expire_tokens: false,
+            expire_urls: false,
         }
     }
 }
 
-/// Revokes every access token a service has issued (registered by the service).
-pub type TokenRevoker = Arc<dyn Fn() + Send + Sync>;
+/// Revokes what a service has issued (access tokens, pre-signed URLs); registered by the
+/// service with [`Faults::on_expire_tokens`] / [`Faults::on_expire_urls`].
+pub type Revoker = Arc<dyn Fn() + Send + Sync>;
+
+/// The revokers a service registered.
+#[derive(Default)]
+struct Revokers {
+    tokens: Option<Revoker>,
+    urls: Option<Revoker>,
+}
 
 /// Shared fault state of one service: cheap to clone, all clones see the same knobs.
 #[derive(Clone)]
 pub struct Faults {
     state: Arc<Mutex<FaultState>>,
     renderer: ErrorRenderer,
-    revoker: Arc<Mutex<Option<TokenRevoker>>>,
+    revokers: Arc<Mutex<Revokers>>,
 }
 
 impl std::fmt::Debug for Faults {
@@ -276,7 +295,7 @@ impl Faults {
         Self {
             state: Arc::new(Mutex::new(FaultState::new(FaultConfig::default()))),
             renderer,
-            revoker: Arc::new(Mutex::new(None)),
+            revokers: Arc::new(Mutex::new(Revokers::default())),
         }
     }
 
@@ -285,26 +304,38 @@ impl Faults {
         Self {
             state: self.state.clone(),
             renderer,
-            revoker: self.revoker.clone(),
+            revokers: self.revokers.clone(),
         }
     }
 
     /// Registers how this service revokes its access tokens, for `expire_tokens_every`.
     /// The hook should hold the service state weakly: the state holds these faults.
-    pub fn on_expire_tokens(&self, revoker: TokenRevoker) {
-        *self
-            .revoker
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner()) = Some(revoker);
+    pub fn on_expire_tokens(&self, revoker: Revoker) {
+        self.lock_revokers().tokens = Some(revoker);
     }
 
-    fn expire_tokens(&self) {
-        let revoker = self
-            .revoker
+    /// Registers how this service expires its pre-signed URLs, for `expire_urls_every`.
+    /// The hook should hold the service state weakly: the state holds these faults.
+    pub fn on_expire_urls(&self, revoker: Revoker) {
+        self.lock_revokers().urls = Some(revoker);
+    }
+
+    fn lock_revokers(&self) -> MutexGuard<'_, Revokers> {
+        self.revokers
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
-            .clone();
-        if let Some(revoke) = revoker {
+    }
+
+    /// Runs the revokers the verdict asks for (outside the lock: they take service locks).
+    fn revoke(&self, verdict: &Verdict) {
+        let (tokens, urls) = {
+            let revokers = self.lock_revokers();
+            (revokers.tokens.clone(), revokers.urls.clone())
+        };
+        if let (true, Some(revoke)) = (verdict.expire_tokens, tokens) {
+            revoke();
+        }
+        if let (true, Some(revoke)) = (verdict.expire_urls, urls) {
             revoke();
         }
     }
@@ -387,9 +418,7 @@ impl Faults {
         if verdict.decision != Decision::Pass {
             stats.record_fault();
         }
-        if verdict.expire_tokens {
-            faults.expire_tokens();
-        }
+        faults.revoke(&verdict);
         match verdict.decision {
             Decision::Pass => next.run(request).await,
             Decision::Error(error) => {

@@ -894,3 +894,34 @@ async fn appended_columns_arrive_at_the_end_and_stay_consistent() {
     assert_eq!(header, truth.columns);
     assert_eq!(rows, truth.rows_by_key());
 }
+
+#[tokio::test]
+async fn every_kth_call_can_first_expire_the_issued_blob_urls() {
+    let t = tenant(BdsConfig::default()).await;
+    t.server.faults().set(
+        serde_json::from_value(json!({"expire_urls_every": 3, "url_ttl_secs": 60}))
+            .expect("faults"),
+    );
+    let link = t.url(&format!("/dataExport/bds/download/{UE_FULL}"));
+    let location = |r: reqwest::Response| {
+        assert_eq!(r.status(), StatusCode::FOUND);
+        r.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_owned()
+    };
+    let old = location(t.get(&link).await); // call 1
+    let blob = |url: String| t.http.get(url).send();
+    assert_eq!(blob(old.clone()).await.expect("blob").status(), 200); // call 2
+    let expired = blob(old).await.expect("blob"); // call 3: expired first
+    assert_eq!(expired.status(), StatusCode::FORBIDDEN);
+    assert!(
+        expired
+            .text()
+            .await
+            .expect("xml")
+            .contains("Request has expired")
+    );
+    let fresh = location(t.get(&link).await); // call 4: the token still works
+    assert_eq!(blob(fresh).await.expect("blob").status(), 200); // call 5
+}

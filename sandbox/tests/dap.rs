@@ -608,6 +608,35 @@ async fn failed_and_parquet_jobs_carry_error_details() {
 }
 
 #[tokio::test]
+async fn every_kth_call_can_first_expire_the_issued_urls() {
+    let server = start(small().with_pacing(0, 0)).await;
+    let api = Api::login(&server).await;
+    let job = api.run_job("accounts", json!({"format": "tsv"})).await;
+    let objects = job["objects"].clone();
+    let id = objects[0]["id"].as_str().expect("id").to_owned();
+    let url_of = |urls: &Value| {
+        urls["urls"][id.as_str()]["url"]
+            .as_str()
+            .expect("url")
+            .to_owned()
+    };
+    let (_, urls) = api.post("/dap/object/url", objects.clone()).await;
+    let old = url_of(&urls);
+    // The blob listener shares the knobs and the call counter with the API.
+    api.control("/__sandbox/faults", json!({"expire_urls_every": 3}))
+        .await;
+    let status = |url: String| {
+        let http = api.http.clone();
+        async move { http.get(url).send().await.expect("send").status() }
+    };
+    assert_eq!(status(old.clone()).await, 200); // call 1
+    assert_eq!(status(old.clone()).await, 200); // call 2
+    assert_eq!(status(old).await, 403); // call 3: expired first
+    let (_, fresh) = api.post("/dap/object/url", objects.clone()).await; // call 4
+    assert_eq!(status(url_of(&fresh)).await, 200); // call 5
+}
+
+#[tokio::test]
 async fn presigned_urls_expire_and_reject_authorization() {
     let server = start(small().with_pacing(0, 0)).await;
     let api = Api::login(&server).await;

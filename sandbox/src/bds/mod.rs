@@ -291,6 +291,19 @@ pub async fn start(config: BdsConfig, faults: Faults, stats: Stats) -> std::io::
             state.lock().access.clear();
         }
     }));
+    // Blob URLs carry their virtual issue time and lifetime; moving the virtual clock past
+    // the lifetime expires every URL issued so far and none issued afterwards.
+    let weak = Arc::downgrade(&state);
+    faults.on_expire_urls(Arc::new(move || {
+        if let Some(state) = weak.upgrade() {
+            let ttl = state
+                .faults
+                .url_ttl()
+                .map_or(state.config.url_ttl_secs, |d| d.as_secs());
+            let past = i64::try_from(ttl).unwrap_or(i64::MAX / 4).saturating_add(1);
+            state.advance(0, past);
+        }
+    }));
     let blob = crate::server::serve(
         crate::server::instrument(blob::routes(state.clone()), &faults, &stats),
         blob_port,

@@ -360,6 +360,14 @@ pub async fn start(config: DapConfig, faults: Faults, stats: Stats) -> std::io::
             state::lock(&state.tokens).clear();
         }
     }));
+    let weak = Arc::downgrade(&state);
+    faults.on_expire_urls(Arc::new(move || {
+        if let Some(state) = weak.upgrade() {
+            state
+                .url_generation
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }));
     let blob_routes = Router::new()
         .route("/{bucket}/{job}/{file}", get(api::blob))
         .with_state(state.clone());
