@@ -51,6 +51,16 @@
 //! instead: a snapshot is loaded into a new table that replaces the old
 //! one in the same transaction, so readers never see it empty.
 //!
+//! # Progress
+//!
+//! Object downloads report their bytes to the callback set with
+//! [`ClientBuilder::progress`](crate::client::ClientBuilder::progress);
+//! each table load reports its steps (started with its schema change,
+//! batch written, committing, committed) to the observer set with
+//! [`Replicator::with_load_observer`]. Both are called synchronously, so
+//! a program can also stop at an exact point of a load, which is how the
+//! crash tests of this workspace kill a replication mid-way.
+//!
 //! # JSON Schema → SQL types
 //!
 //! Key properties become the primary key (composite keys included) and are
@@ -124,4 +134,4 @@ pub use error::{ReplicateError, Result};
 pub use many::{ManyError, ManyOutcome};
 pub use replicator::{Operation, ReplicateOptions, ReplicatedTable, Replicator, TableReport};
 /// The sink types that appear in this module's API, re-exported.
-pub use sql_sink::{EvolutionReport, Fault, Sink};
+pub use sql_sink::{BatchKind, EvolutionReport, Fault, LoadEvent, LoadObserver, Sink};

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::json;
-use sql_sink::{BackendKind, EvolutionReport, Fault, Sink, TableName, Watermark};
+use sql_sink::{BackendKind, EvolutionReport, Fault, LoadObserver, Sink, TableName, Watermark};
 use tokio::sync::Semaphore;
 
 use super::error::{ReplicateError, Result};
@@ -174,6 +174,8 @@ pub struct Replicator {
     /// database's busy timeout.
     load_gate: Arc<Semaphore>,
     fault: Mutex<Option<Fault>>,
+    /// Installed on every table's connection.
+    observer: Option<Arc<dyn LoadObserver>>,
 }
 
 impl std::fmt::Debug for Replicator {
@@ -217,6 +219,7 @@ impl Replicator {
             options: ReplicateOptions::default(),
             load_gate: Arc::new(Semaphore::new(writers)),
             fault: Mutex::new(None),
+            observer: None,
         }
     }
 
@@ -233,6 +236,34 @@ impl Replicator {
     /// Replaces the options.
     pub fn with_options(mut self, options: ReplicateOptions) -> Self {
         self.options = options;
+        self
+    }
+
+    /// Reports every table load's steps to `observer`: the load started
+    /// (with its schema change), each batch written, the commit about to
+    /// happen, the commit done ([`sql_sink::LoadEvent`]; the event names
+    /// the table). Called synchronously, in order, from the task loading
+    /// the table; tables loaded at once call it concurrently. Download
+    /// progress comes from
+    /// [`ClientBuilder::progress`](crate::client::ClientBuilder::progress).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: dap_client::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use dap_client::replicate::{LoadEvent, Replicator};
+    ///
+    /// let replicator = Replicator::open(client, "sqlite://canvas.db")
+    ///     .await?
+    ///     .with_load_observer(Arc::new(|event: &LoadEvent<'_>| {
+    ///         if let LoadEvent::Committed { table, summary, .. } = event {
+    ///             eprintln!("{table}: {} rows committed", summary.upserted_rows);
+    ///         }
+    ///     }));
+    /// replicator.sync("canvas", "users").await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_load_observer(mut self, observer: Arc<dyn LoadObserver>) -> Self {
+        self.observer = Some(observer);
         self
     }
 
@@ -256,6 +287,7 @@ impl Replicator {
             .reopen()
             .await
             .map_err(ReplicateError::db(table))?;
+        sink.set_observer(self.observer.clone());
         if let Some(fault) = self.fault.lock().unwrap_or_else(|p| p.into_inner()).take() {
             sink.inject_fault(fault);
         }
@@ -631,4 +663,79 @@ struct LoadTarget<'a> {
     mark: DateTime<Utc>,
     operation: Operation,
     replace: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use sandbox::dap::{DapConfig, TableSpec};
+    use sql_sink::LoadEvent;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_load_observer_sees_each_table_load_in_order() {
+        let config = DapConfig::default()
+            .with_tables(vec![TableSpec::new("canvas", "users", 25)])
+            .with_rows_per_part(10)
+            .with_pacing(0, 0);
+        let server = sandbox::dap::start(config, sandbox::Faults::new(), sandbox::Stats::new())
+            .await
+            .unwrap();
+        let creds = server.credentials();
+        let client = Client::builder()
+            .base_url(server.base_url())
+            .credentials(
+                creds.client_id,
+                client_core::SecretString::from(creds.client_secret),
+            )
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let replicator = Replicator::open(
+            client,
+            &format!("sqlite://{}", dir.path().join("r.db").display()),
+        )
+        .await
+        .unwrap()
+        .with_options(ReplicateOptions::default().batch_rows(10))
+        .with_load_observer(Arc::new(move |e: &LoadEvent<'_>| {
+            let line = match e {
+                LoadEvent::Started { evolution, .. } => format!("started {}", evolution.created),
+                LoadEvent::BatchWritten { rows, .. } => format!("batch {rows}"),
+                LoadEvent::Committing { watermark, .. } => {
+                    format!("committing {:?}", watermark.details)
+                }
+                LoadEvent::Committed { summary, .. } => {
+                    format!("committed {}", summary.upserted_rows)
+                }
+                other => format!("{other:?}"),
+            };
+            log.lock().unwrap().push(format!("{} {line}", e.table()));
+        }));
+        let report = replicator.init("canvas", "users").await.unwrap();
+        let seen = seen.lock().unwrap().clone();
+        let job = report.job_id.unwrap();
+        let rows: usize = seen
+            .iter()
+            .filter_map(|l| l.strip_prefix("canvas.users batch "))
+            .map(|n| n.parse::<usize>().unwrap())
+            .sum();
+        assert_eq!(rows, 25, "{seen:?}");
+        assert!(seen.len() >= 3 + 3, "25 rows in batches of 10: {seen:?}");
+        assert_eq!(seen[0], "canvas.users started true");
+        assert_eq!(
+            seen[seen.len() - 2..],
+            [
+                format!(
+                    "canvas.users committing {:?}",
+                    Some(json!({"command": "initdb", "job_id": job}))
+                ),
+                "canvas.users committed 25".to_string(),
+            ]
+        );
+    }
 }
