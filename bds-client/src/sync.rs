@@ -9,6 +9,14 @@
 //! A crash or error leaves the table at the last committed extract, and the
 //! next run continues from there.
 //!
+//! Progress: the `events` callback of [`sync_data_set`] receives
+//! [`SyncEvent`]s (planned, bytes downloaded, rows loaded, extract
+//! applied). To watch each extract's transaction more closely (started
+//! with its schema change, batch written, committing, committed), install
+//! a [`LoadObserver`] on the sink you pass in
+//! ([`Sink::set_observer`](sql_sink::Sink::set_observer)); it is called
+//! synchronously, which also lets a test stop the sync at an exact point.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), bds_client::BdsError> {
 //! use bds_client::sync::{SyncOptions, sync_data_set};
@@ -25,6 +33,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sql_sink::{Column, RowBatch as SinkBatch, Sink, SqlType, TableDef, TableName, Watermark};
+/// The sink's observer types, re-exported for [`Sink::set_observer`].
+pub use sql_sink::{LoadEvent, LoadObserver};
 
 use crate::archive::ExtractArchive;
 use crate::client::Client;
