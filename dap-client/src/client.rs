@@ -75,6 +75,13 @@ impl Client {
         ClientBuilder::from_env().build()
     }
 
+    /// How many objects are downloaded at once, as set with
+    /// [`ClientBuilder::download_concurrency`] (default 4). The replicator
+    /// starts from this setting.
+    pub fn download_concurrency(&self) -> usize {
+        self.inner.concurrency
+    }
+
     /// Lists the tables of `namespace` (e.g. `canvas`).
     pub async fn tables(&self, namespace: &str) -> Result<Vec<String>> {
         let list: TableList = self
