@@ -46,7 +46,9 @@ pub struct ReplicateOptions {
     pub reinit_when_needed: bool,
     /// Tables processed at once by [`Replicator::run_many`] (default 4).
     pub table_concurrency: usize,
-    /// Objects of one table downloaded and parsed at once (default 4).
+    /// Objects of one table downloaded and parsed at once (default 4; a
+    /// [`Replicator`] starts from its client's
+    /// [`download_concurrency`](crate::Client::download_concurrency)).
     pub download_concurrency: usize,
     /// Rows per batch handed to the database (default 5 000).
     pub batch_rows: usize,
@@ -213,10 +215,12 @@ impl Replicator {
             BackendKind::Sqlite => 1,
             _ => Semaphore::MAX_PERMITS,
         };
+        let options =
+            ReplicateOptions::default().download_concurrency(client.download_concurrency());
         Self {
             client,
             sink: tokio::sync::Mutex::new(sink),
-            options: ReplicateOptions::default(),
+            options,
             load_gate: Arc::new(Semaphore::new(writers)),
             fault: Mutex::new(None),
             observer: None,
