@@ -18,9 +18,13 @@
 //! A measurement, not a test: it asserts row counts only and prints the rates.
 //!
 //! ```text
-//! BDS_BENCH_ROWS=1000000 nice -n 5 cargo test --release -p bds-client --all-features \
-//!     --test throughput -- --ignored --nocapture --test-threads=1 user_enrollments
+//! BDS_BENCH_ROWS=1000000 BDS_BENCH_ROUNDS=3 nice -n 5 cargo test --release -p bds-client \
+//!     --all-features --test throughput -- --ignored --nocapture --test-threads=1 user_enrollments
 //! ```
+//!
+//! `BDS_BENCH_ROUNDS` repeats the timed runs (fresh databases each round)
+//! and prints the medians; `BDS_BENCH_BATCH_ROWS` sets the sync's batch size;
+//! `BDS_BENCH_PERF=<prefix>` runs our syncs under `perf record -g`.
 #![cfg(feature = "postgres")]
 
 use std::path::Path;
@@ -45,14 +49,17 @@ const CHILD_MARK: &str = "bds-bench-child:";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark; run with --release -- --ignored --nocapture"]
 async fn user_enrollments_sync_against_copy_and_import() {
-    let rows: u64 = std::env::var("BDS_BENCH_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let rows = env("BDS_BENCH_ROWS", 200_000);
+    let rounds = env("BDS_BENCH_ROUNDS", 1).max(1);
     let Some(pg) = sql_sink::testing::TempPostgres::start_or_skip().await else {
         return;
     };
-    let load_before = load_average();
     let config = BdsConfig {
         rows,
         initial_days: 0,
@@ -76,157 +83,251 @@ async fn user_enrollments_sync_against_copy_and_import() {
     let reader = tokio::task::spawn_blocking(move || read_all(&zip_path))
         .await
         .unwrap();
-    let zip = zip.display().to_string();
-
-    // Ours, each in a child process.
-    let pg_url = pg.fresh_database().await.unwrap();
-    let ours_pg = child_sync(&server, &pg_url);
-    let sqlite_db = dir.path().join("ours.db");
-    let ours_sqlite = child_sync(&server, &format!("sqlite://{}", sqlite_db.display()));
-    assert_eq!(ours_pg.rows, rows, "PostgreSQL sync row count");
-    assert_eq!(ours_sqlite.rows, rows, "SQLite sync row count");
-
-    // PostgreSQL reference: unzip into psql's \copy, into a table like ours,
-    // then into one without a key (the raw limit).
-    let ours_table = format!("bds.{TABLE}");
-    psql(
-        &pg_url,
-        &format!("CREATE TABLE ref_keyed (LIKE {ours_table} INCLUDING ALL)"),
-    );
-    let columns: Vec<String> = psql_lines(
-        &pg_url,
-        &format!(
-            "SELECT quote_ident(attname) || ' text' FROM pg_attribute \
-             WHERE attrelid = '{ours_table}'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
-        ),
-    );
-    psql(
-        &pg_url,
-        &format!("CREATE TABLE ref_plain ({})", columns.join(", ")),
-    );
-    let copy = |table: &str| {
-        shell(&format!(
-            "unzip -p '{zip}' | psql -q -v ON_ERROR_STOP=1 '{pg_url}' -c '\\copy {table} FROM STDIN (FORMAT csv, HEADER)'"
-        ))
+    let csv = dir.path().join("user_enrollments.csv");
+    shell(&format!(
+        "unzip -p '{}' > '{}'",
+        zip.display(),
+        csv.display()
+    ));
+    let bench = Bench {
+        server,
+        pg,
+        dir: dir.path().to_path_buf(),
+        zip: zip.display().to_string(),
+        csv: csv.display().to_string(),
+        rows,
+        csv_bytes,
     };
-    let key = bds_client::PrimaryKeys::default()
-        .get(DATA_SET)
-        .expect("a known key")
-        .iter()
-        .map(|k| format!("\"{k}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let copy_keyed = copy("ref_keyed");
-    let copy_plain = copy("ref_plain");
-    // What a full could cost: load without the key, then build it.
-    psql(
-        &pg_url,
-        &format!("CREATE TABLE ref_late ({})", columns.join(", ")),
+
+    println!(
+        "\n{DATA_SET}: {rows} rows, ZIP {zip_bytes} bytes, CSV {csv_bytes} bytes, {rounds} round(s)"
     );
-    let copy_late = copy("ref_late")
-        + timed(|| {
-            psql(
-                &pg_url,
-                &format!("ALTER TABLE ref_late ADD PRIMARY KEY ({key})"),
-            )
-        });
-    for table in ["ref_keyed", "ref_plain", "ref_late"] {
-        let count = psql_lines(&pg_url, &format!("SELECT count(*) FROM {table}"));
-        assert_eq!(count, [rows.to_string()], "{table} row count");
+    println!(
+        "download alone (warm-up)           {:>8.2} s",
+        download.as_secs_f64()
+    );
+    bench.line("ours: unzip + CSV parse only", reader, None);
+    let mut results = Vec::new();
+    for round in 1..=rounds {
+        let result = bench.round(round).await;
+        bench.print(round, &result);
+        results.push(result);
+    }
+    if rounds > 1 {
+        let median = |f: &dyn Fn(&Round) -> f64| {
+            let mut v: Vec<f64> = results.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let peak =
+            |f: &dyn Fn(&Round) -> u64| results.iter().map(f).max().unwrap_or(0) as f64 / 1024.0;
+        println!(
+            "median of {rounds} rounds: PostgreSQL ours at {:.0}% of \\copy keyed, {:.0}% of \\copy without key; \
+             SQLite ours at {:.0}% of .import; highest peak RSS: PostgreSQL {:.1} MB, SQLite {:.1} MB",
+            median(&|r| ratio(r.copy_keyed, r.ours_pg.total)),
+            median(&|r| ratio(r.copy_plain, r.ours_pg.total)),
+            median(&|r| ratio(r.import, r.ours_sqlite.total)),
+            peak(&|r| r.ours_pg.peak_kib),
+            peak(&|r| r.ours_sqlite.peak_kib),
+        );
+    }
+}
+
+/// The sandbox, the PostgreSQL server and the extract shared by the rounds.
+struct Bench {
+    server: BdsServer,
+    pg: sql_sink::testing::TempPostgres,
+    dir: std::path::PathBuf,
+    zip: String,
+    csv: String,
+    rows: u64,
+    csv_bytes: u64,
+}
+
+/// The timings of one round.
+struct Round {
+    load_before: String,
+    load_after: String,
+    ours_pg: ChildRun,
+    ours_sqlite: ChildRun,
+    copy_keyed: Duration,
+    copy_plain: Duration,
+    copy_late: Duration,
+    import: Duration,
+    import_late: Duration,
+}
+
+fn ratio(reference: Duration, ours: Duration) -> f64 {
+    100.0 * reference.as_secs_f64() / ours.as_secs_f64()
+}
+
+impl Bench {
+    /// Ours into fresh databases, then the references into tables like ours.
+    async fn round(&self, round: u64) -> Round {
+        let load_before = load_average();
+        let rows = self.rows;
+        let pg_url = self.pg.fresh_database().await.unwrap();
+        let ours_pg = child_sync(&self.server, &pg_url);
+        let sqlite_db = self.dir.join(format!("ours-{round}.db"));
+        let ours_sqlite = child_sync(&self.server, &format!("sqlite://{}", sqlite_db.display()));
+        assert_eq!(ours_pg.rows, rows, "PostgreSQL sync row count");
+        assert_eq!(ours_sqlite.rows, rows, "SQLite sync row count");
+
+        // PostgreSQL: unzip into psql's \copy, into a table like ours, into
+        // one without a key (the raw limit), and into one whose key is
+        // built after the load (what a full could cost).
+        let ours_table = format!("bds.{TABLE}");
+        let columns: Vec<String> = psql_lines(
+            &pg_url,
+            &format!(
+                "SELECT quote_ident(attname) || ' text' FROM pg_attribute \
+                 WHERE attrelid = '{ours_table}'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+            ),
+        );
+        let columns = columns.join(", ");
+        psql(
+            &pg_url,
+            &format!(
+                "CREATE TABLE ref_keyed (LIKE {ours_table} INCLUDING ALL); \
+                 CREATE TABLE ref_plain ({columns}); CREATE TABLE ref_late ({columns})"
+            ),
+        );
+        let copy = |table: &str| {
+            shell(&format!(
+                "unzip -p '{}' | psql -q -v ON_ERROR_STOP=1 '{pg_url}' -c '\\copy {table} FROM STDIN (FORMAT csv, HEADER)'",
+                self.zip
+            ))
+        };
+        let key = bds_client::PrimaryKeys::default()
+            .get(DATA_SET)
+            .expect("a known key")
+            .iter()
+            .map(|k| format!("\"{k}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let copy_keyed = copy("ref_keyed");
+        let copy_plain = copy("ref_plain");
+        let copy_late = copy("ref_late")
+            + timed(|| {
+                psql(
+                    &pg_url,
+                    &format!("ALTER TABLE ref_late ADD PRIMARY KEY ({key})"),
+                )
+            });
+        for table in ["ref_keyed", "ref_plain", "ref_late"] {
+            let count = psql_lines(&pg_url, &format!("SELECT count(*) FROM {table}"));
+            assert_eq!(count, [rows.to_string()], "{table} row count");
+        }
+        self.drop_database(&pg_url);
+
+        // SQLite: sqlite3's .import of the unzipped CSV into a table with
+        // our table's DDL, and into one whose unique index is built after,
+        // in databases with our sink's pragmas.
+        let ddl = sqlite_lines(
+            &sqlite_db,
+            &format!(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'bds__{TABLE}'"
+            ),
+        )
+        .join("\n")
+        .replacen(&format!("bds__{TABLE}"), "ref_import", 1);
+        assert!(ddl.contains("ref_import"), "our table's DDL: {ddl}");
+        let pragmas = "PRAGMA journal_mode = WAL;\nPRAGMA synchronous = NORMAL;\nPRAGMA cache_size = -65536;\n";
+        let ref_db = self.dir.join(format!("ref-{round}.db"));
+        let import = sqlite_script(
+            &ref_db,
+            &format!(
+                "{pragmas}{ddl};\n.import --csv --skip 1 '{}' ref_import\n",
+                self.csv
+            ),
+        );
+        let count = sqlite_lines(&ref_db, "SELECT count(*) FROM ref_import");
+        assert_eq!(count, [rows.to_string()], "ref_import row count");
+        let late_db = self.dir.join(format!("late-{round}.db"));
+        let import_late = sqlite_script(
+            &late_db,
+            &format!(
+                "{pragmas}CREATE TABLE ref_late ({columns});\nBEGIN;\n\
+                 .import --csv --skip 1 '{}' ref_late\n\
+                 CREATE UNIQUE INDEX ref_late_key ON ref_late ({key});\nCOMMIT;\n",
+                self.csv
+            ),
+        );
+        for db in [sqlite_db, ref_db, late_db] {
+            let _ = std::fs::remove_file(&db);
+        }
+        Round {
+            load_before,
+            load_after: load_average(),
+            ours_pg,
+            ours_sqlite,
+            copy_keyed,
+            copy_plain,
+            copy_late,
+            import,
+            import_late,
+        }
     }
 
-    // SQLite reference: sqlite3's .import of the unzipped CSV into a table
-    // with our table's DDL, in a database with our sink's pragmas.
-    let csv = dir.path().join("user_enrollments.csv");
-    shell(&format!("unzip -p '{zip}' > '{}'", csv.display()));
-    let ddl = sqlite_lines(
-        &sqlite_db,
-        &format!("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'bds__{TABLE}'"),
-    )
-    .join("\n")
-    .replacen(&format!("bds__{TABLE}"), "ref_import", 1);
-    assert!(ddl.contains("ref_import"), "our table's DDL: {ddl}");
-    let ref_db = dir.path().join("ref.db");
-    let script = format!(
-        "PRAGMA journal_mode = WAL;\nPRAGMA synchronous = NORMAL;\nPRAGMA cache_size = -65536;\n\
-         {ddl};\n.import --csv --skip 1 '{}' ref_import\n",
-        csv.display()
-    );
-    let import = sqlite_script(&ref_db, &script);
-    let count = sqlite_lines(&ref_db, "SELECT count(*) FROM ref_import");
-    assert_eq!(count, [rows.to_string()], "ref_import row count");
-    // What a full could cost: import without the key, then build a unique index.
-    let late_db = dir.path().join("late.db");
-    let script = format!(
-        "PRAGMA journal_mode = WAL;\nPRAGMA synchronous = NORMAL;\nPRAGMA cache_size = -65536;\n\
-         CREATE TABLE ref_late ({});\nBEGIN;\n.import --csv --skip 1 '{}' ref_late\n\
-         CREATE UNIQUE INDEX ref_late_key ON ref_late ({key});\nCOMMIT;\n",
-        columns.join(", "),
-        csv.display()
-    );
-    let import_late = sqlite_script(&late_db, &script);
+    /// Drops a database made by `fresh_database` (they add up over rounds).
+    fn drop_database(&self, url: &str) {
+        let name = url
+            .rsplit('/')
+            .next()
+            .and_then(|tail| tail.split('?').next())
+            .expect("a database name");
+        psql(self.pg.url(), &format!("DROP DATABASE \"{name}\""));
+    }
 
-    let load_after = load_average();
-    let rate = |d: Duration| rows as f64 / d.as_secs_f64();
-    let mb = |d: Duration| csv_bytes as f64 / 1e6 / d.as_secs_f64();
-    let line = |name: &str, d: Duration, rss: Option<u64>| {
+    fn line(&self, name: &str, d: Duration, rss: Option<u64>) {
         let rss = rss.map_or_else(String::new, |kib| {
             format!("  peak RSS {:>6.1} MB", kib as f64 / 1024.0)
         });
         println!(
             "{name:<34} {:>8.2} s {:>10.0} rows/s {:>7.1} MB/s{rss}",
             d.as_secs_f64(),
-            rate(d),
-            mb(d)
+            self.rows as f64 / d.as_secs_f64(),
+            self.csv_bytes as f64 / 1e6 / d.as_secs_f64()
         );
-    };
-    println!(
-        "\n{DATA_SET}: {rows} rows, ZIP {zip_bytes} bytes, CSV {csv_bytes} bytes; \
-         load average before {load_before}, after {load_after}"
-    );
-    println!(
-        "download alone (warm-up)           {:>8.2} s",
-        download.as_secs_f64()
-    );
-    line("ours: unzip + CSV parse only", reader, None);
-    line("ours -> PostgreSQL", ours_pg.total, Some(ours_pg.peak_kib));
-    println!(
-        "   of which download {:.2} s, load and commit {:.2} s; peak RSS {:.1} MB before the sync, {:.1} MB after the download",
-        ours_pg.download.as_secs_f64(),
-        (ours_pg.total - ours_pg.download).as_secs_f64(),
-        ours_pg.baseline_kib as f64 / 1024.0,
-        ours_pg.download_kib as f64 / 1024.0
-    );
-    line(
-        "ours -> SQLite",
-        ours_sqlite.total,
-        Some(ours_sqlite.peak_kib),
-    );
-    println!(
-        "   of which download {:.2} s, load and commit {:.2} s; peak RSS {:.1} MB before the sync, {:.1} MB after the download",
-        ours_sqlite.download.as_secs_f64(),
-        (ours_sqlite.total - ours_sqlite.download).as_secs_f64(),
-        ours_sqlite.baseline_kib as f64 / 1024.0,
-        ours_sqlite.download_kib as f64 / 1024.0
-    );
-    line("unzip -p | psql \\copy (keyed)", copy_keyed, None);
-    line("unzip -p | psql \\copy (no key)", copy_plain, None);
-    line("  the same, key built after", copy_late, None);
-    line("sqlite3 .import (import only)", import, None);
-    line("  the same, unique index after", import_late, None);
-    let ratio =
-        |reference: Duration, ours: Duration| 100.0 * reference.as_secs_f64() / ours.as_secs_f64();
-    println!(
-        "PostgreSQL: ours at {:.0}% of \\copy keyed, {:.0}% of \\copy without key, \
-         {:.0}% of \\copy + key after (target >= 60%)",
-        ratio(copy_keyed, ours_pg.total),
-        ratio(copy_plain, ours_pg.total),
-        ratio(copy_late, ours_pg.total)
-    );
-    println!(
-        "SQLite: ours at {:.0}% of sqlite3 .import (target >= 100%)",
-        ratio(import, ours_sqlite.total)
-    );
+    }
+
+    fn print(&self, round: u64, r: &Round) {
+        println!(
+            "round {round}: load average before {}, after {}",
+            r.load_before, r.load_after
+        );
+        for (name, run) in [
+            ("ours -> PostgreSQL", &r.ours_pg),
+            ("ours -> SQLite", &r.ours_sqlite),
+        ] {
+            self.line(name, run.total, Some(run.peak_kib));
+            println!(
+                "   of which download {:.2} s, load and commit {:.2} s; \
+                 peak RSS {:.1} MB before the sync, {:.1} MB after the download",
+                run.download.as_secs_f64(),
+                (run.total - run.download).as_secs_f64(),
+                run.baseline_kib as f64 / 1024.0,
+                run.download_kib as f64 / 1024.0
+            );
+        }
+        self.line("unzip -p | psql \\copy (keyed)", r.copy_keyed, None);
+        self.line("unzip -p | psql \\copy (no key)", r.copy_plain, None);
+        self.line("  the same, key built after", r.copy_late, None);
+        self.line("sqlite3 .import (import only)", r.import, None);
+        self.line("  the same, unique index after", r.import_late, None);
+        println!(
+            "PostgreSQL: ours at {:.0}% of \\copy keyed, {:.0}% of \\copy without key, \
+             {:.0}% of \\copy + key after (target >= 60%)",
+            ratio(r.copy_keyed, r.ours_pg.total),
+            ratio(r.copy_plain, r.ours_pg.total),
+            ratio(r.copy_late, r.ours_pg.total)
+        );
+        println!(
+            "SQLite: ours at {:.0}% of sqlite3 .import (target >= 100%), {:.0}% of .import + index after",
+            ratio(r.import, r.ours_sqlite.total),
+            ratio(r.import_late, r.ours_sqlite.total)
+        );
+    }
 }
 
 /// The benchmark's child: syncs the data set into `$BDS_BENCH_CHILD_DATABASE`
