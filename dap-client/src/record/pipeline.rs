@@ -13,7 +13,7 @@ pub const DEFAULT_BATCH_SIZE: usize = 1024;
 pub const DEFAULT_MAX_BATCHES: usize = 4;
 
 /// Aborts the decoding task when the consumer drops the stream.
-struct AbortOnDrop(JoinHandle<()>);
+pub(super) struct AbortOnDrop(pub(super) JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

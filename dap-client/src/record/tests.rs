@@ -282,3 +282,111 @@ async fn stream_yields_every_record() {
     assert_eq!(recs.len(), 4);
     assert_eq!(recs[3].meta.action, Some(Action::Delete));
 }
+
+/// `data`'s header followed by its body `times` times over.
+fn repeated(data: &str, times: usize) -> String {
+    let split = data.find('\n').map_or(data.len(), |i| i + 1);
+    let (header, body) = data.split_at(split);
+    header.to_string() + &body.repeat(times)
+}
+
+async fn sequential(data: &str, format: Format) -> Vec<Result<Record, String>> {
+    let mut reader = RecordReader::new(data.as_bytes(), format)
+        .unwrap()
+        .with_schema(schema());
+    let mut out = Vec::new();
+    loop {
+        match reader.next_record().await {
+            Ok(Some(r)) => out.push(Ok(r)),
+            Ok(None) => return out,
+            Err(e) => {
+                out.push(Err(e.to_string()));
+                return out;
+            }
+        }
+    }
+}
+
+async fn parallel(data: &str, format: Format, workers: usize) -> Vec<Result<Record, String>> {
+    use futures::StreamExt;
+    RecordReader::new(std::io::Cursor::new(data.as_bytes().to_vec()), format)
+        .unwrap()
+        .with_schema(schema())
+        .into_parallel_stream(workers)
+        .map(|r| r.map_err(|e| e.to_string()))
+        .collect()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_parallel_stream_yields_the_sequential_records_in_order() {
+    // 700 copies of the 4 records: several chunks, CSV cells spanning lines
+    // at chunk boundaries.
+    let jsonl: String = expected().iter().map(|v| v.to_string() + "\n").collect();
+    let inputs = [
+        (jsonl, Format::Jsonl),
+        (tsv(&COLS_CONDENSED), Format::Tsv),
+        (tsv(&COLS_EXPANDED), Format::Tsv),
+        (csv(&COLS_CONDENSED), Format::Csv),
+        (csv(&COLS_EXPANDED), Format::Csv),
+    ];
+    for (data, format) in inputs {
+        let data = if let Format::Jsonl = format {
+            data.repeat(700)
+        } else {
+            repeated(&data, 700)
+        };
+        let expected = sequential(&data, format.clone()).await;
+        assert_eq!(expected.len(), 2800, "{format}");
+        assert!(expected.iter().all(Result::is_ok), "{format}");
+        for workers in [0, 1, 3] {
+            assert_eq!(
+                parallel(&data, format.clone(), workers).await,
+                expected,
+                "{format}, {workers} workers"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_parallel_stream_ends_with_the_first_error_as_sequential_decoding_does() {
+    use futures::StreamExt;
+    let good = repeated(&tsv(&COLS_CONDENSED), 400);
+    // A bad integer deep in the object (a typing error), a line over the
+    // cap (a reading error), and no header at all.
+    let bad_line = format!(
+        "2024-05-01T10:11:12Z\tU\tx{}\n",
+        "\t\\N".repeat(COLS_CONDENSED.len() - 3)
+    );
+    let bad_cell = format!("{good}{bad_line}{}", &good[good.find('\n').unwrap() + 1..]);
+    let out = parallel(&bad_cell, Format::Tsv, 3).await;
+    assert_eq!(out, sequential(&bad_cell, Format::Tsv).await);
+    assert_eq!(out.len(), 1601);
+    let last = out.last().unwrap().as_ref().unwrap_err();
+    assert!(
+        last.contains("line 1602") && last.contains("key.id"),
+        "{last}"
+    );
+
+    let too_long = format!("{good}{}\n{good}", "9".repeat(1000));
+    let out: Vec<_> = RecordReader::new(std::io::Cursor::new(too_long.into_bytes()), Format::Tsv)
+        .unwrap()
+        .max_line_len(999)
+        .into_parallel_stream(2)
+        .map(|r| r.map_err(|e| e.to_string()))
+        .collect()
+        .await;
+    assert_eq!(out.len(), 1601);
+    let last = out.last().unwrap().as_ref().unwrap_err();
+    assert!(
+        last.contains("line 1602 ") && last.contains("longer than"),
+        "{last}"
+    );
+
+    let out = parallel("", Format::Tsv, 2).await;
+    assert!(
+        matches!(&out[..], [Err(e)] if e.contains("no header row")),
+        "{out:?}"
+    );
+}

@@ -24,46 +24,72 @@ pub struct Meta {
 /// omitted, as in the service's JSON output, so records decoded from
 /// different formats compare equal.
 ///
-/// Names are shared (`Arc<str>`) between the records of one object, so a
-/// decoded row costs one allocation for its fields plus one per string value.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Fields(Vec<(Arc<str>, Value)>);
+/// The names live in one table shared by the records of an object, so a
+/// decoded row costs one allocation per section for its values plus one per
+/// string value, and no per-field reference counting.
+#[derive(Clone, Default)]
+pub struct Fields {
+    /// Field names, sorted; shared between records.
+    names: Arc<[Arc<str>]>,
+    /// `(index into names, value)`, in increasing index order.
+    values: Vec<(u32, Value)>,
+}
 
 impl Fields {
     /// Builds fields from pairs in any order; `null` values are dropped.
     pub fn from_pairs(pairs: impl IntoIterator<Item = (Arc<str>, Value)>) -> Self {
         let mut v: Vec<_> = pairs.into_iter().filter(|(_, v)| !v.is_null()).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
-        Fields(v)
+        let (names, values): (Vec<_>, Vec<_>) = v
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, value))| (name, (index(i), value)))
+            .unzip();
+        Fields {
+            names: names.into(),
+            values,
+        }
     }
 
-    pub(crate) fn from_sorted(v: Vec<(Arc<str>, Value)>) -> Self {
-        debug_assert!(v.windows(2).all(|w| w[0].0 <= w[1].0));
-        Fields(v)
+    /// Fields over a shared, sorted name table; `values` holds
+    /// `(index into names, non-null value)` in increasing index order.
+    pub(crate) fn from_table(names: Arc<[Arc<str>]>, values: Vec<(u32, Value)>) -> Self {
+        debug_assert!(names.windows(2).all(|w| w[0] <= w[1]));
+        debug_assert!(values.windows(2).all(|w| w[0].0 < w[1].0));
+        debug_assert!(
+            values
+                .iter()
+                .all(|(i, v)| names.len() > *i as usize && !v.is_null())
+        );
+        Fields { names, values }
+    }
+
+    fn name(&self, i: u32) -> &str {
+        self.names.get(i as usize).map_or("", |n| n.as_ref())
     }
 
     /// The value of field `name`.
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.0
-            .binary_search_by(|(n, _)| n.as_ref().cmp(name))
+        self.values
+            .binary_search_by(|(i, _)| self.name(*i).cmp(name))
             .ok()
-            .and_then(|i| self.0.get(i))
+            .and_then(|i| self.values.get(i))
             .map(|(_, v)| v)
     }
 
     /// The fields in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.0.iter().map(|(n, v)| (n.as_ref(), v))
+        self.values.iter().map(|(i, v)| (self.name(*i), v))
     }
 
     /// Number of (non-null) fields.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.values.len()
     }
 
     /// `true` when no field is set.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.values.is_empty()
     }
 
     /// The fields as a JSON object.
@@ -74,11 +100,31 @@ impl Fields {
     }
 }
 
+/// A position in a name table; tables are built from header columns or
+/// object members, far fewer than `u32::MAX`.
+fn index(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
+}
+
+/// Fields are equal when they hold the same names and values, whatever
+/// name tables they were built over.
+impl PartialEq for Fields {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl fmt::Debug for Fields {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
 impl Serialize for Fields {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (n, v) in &self.0 {
-            map.serialize_entry(n.as_ref(), v)?;
+        let mut map = s.serialize_map(Some(self.len()))?;
+        for (n, v) in self.iter() {
+            map.serialize_entry(n, v)?;
         }
         map.end()
     }
