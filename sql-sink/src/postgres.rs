@@ -14,13 +14,18 @@
 //! segment is undone, its data replayed through the staged merge, and the
 //! rest of the load takes the staged path. That makes initial loads run at
 //! `COPY` speed with the same results as the merge.
+//!
+//! `COPY` data is binary: cells are parsed here, by the same functions as
+//! the SQLite backend uses, so both backends accept the same values and
+//! the server does not parse numbers and times (about a third of its work
+//! on typical rows). A table with a decimal column is loaded in text.
 
 use std::fmt::Write as _;
 use std::pin::{Pin, pin};
 use std::str::FromStr;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use futures::SinkExt;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
@@ -221,12 +226,17 @@ impl PgSink {
                 .columns
                 .iter()
                 .find(|c| &c.name == name)
-                .map(|c| &c.sql_type);
-            (name.clone(), ty.map_or(CellCheck::None, CellCheck::of))
+                .map_or(SqlType::Text, |c| c.sql_type.clone());
+            Codec::new(name, ty)
         };
-        let column_checks = def.columns.iter().map(|c| check(&c.name)).collect();
+        let column_checks: Vec<Codec> = def.columns.iter().map(|c| check(&c.name)).collect();
         let key_checks = def.primary_key.iter().map(check).collect();
+        // Binary COPY spares the server the parsing of numbers and times
+        // (a third of its work on typical rows); decimals, whose binary form
+        // is not written here, keep the load in text.
+        let binary = column_checks.iter().all(|c| c.binary_supported());
         let load = PgLoad {
+            binary,
             column_checks,
             key_checks,
             tx,
@@ -616,6 +626,125 @@ async fn evolve_in(tx: &Transaction<'_>, def: &TableDef) -> Result<(EvolutionRep
     Ok((plan.report, plan.physical))
 }
 
+/// How one column's cells are encoded for `COPY`.
+#[derive(Debug, Clone)]
+struct Codec {
+    name: String,
+    /// The column's type in the table (after evolution).
+    ty: SqlType,
+    /// For text `COPY`: what is checked before sending.
+    check: CellCheck,
+}
+
+/// The binary `COPY` signature, flags and header extension length.
+const BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// The binary `COPY` trailer (a tuple with -1 fields).
+const BINARY_TRAILER: &[u8] = &[0xff, 0xff];
+/// 2000-01-01 (PostgreSQL's epoch) in microseconds since 1970-01-01.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+/// 2000-01-01 in days since 1970-01-01.
+const PG_EPOCH_DAYS: i64 = 10_957;
+
+impl Codec {
+    fn new(name: &str, ty: SqlType) -> Self {
+        Self {
+            name: name.to_string(),
+            check: CellCheck::of(&ty),
+            ty,
+        }
+    }
+
+    fn binary_supported(&self) -> bool {
+        !matches!(self.ty, SqlType::Decimal { .. })
+    }
+
+    /// Append `cell` in binary `COPY` form (length, then the value),
+    /// parsed as the SQLite backend parses it, so both accept the same.
+    fn put_binary(&self, buf: &mut BytesMut, cell: &str) -> std::result::Result<(), String> {
+        match &self.ty {
+            SqlType::Bool => {
+                buf.put_i32(1);
+                buf.put_u8(u8::from(value::parse_bool(cell)?));
+            }
+            SqlType::Int16 => {
+                let v = value::parse_int(cell, &self.ty)?;
+                buf.put_i32(2);
+                buf.put_i16(i16::try_from(v).map_err(|e| e.to_string())?);
+            }
+            SqlType::Int32 => {
+                let v = value::parse_int(cell, &self.ty)?;
+                buf.put_i32(4);
+                buf.put_i32(i32::try_from(v).map_err(|e| e.to_string())?);
+            }
+            SqlType::Int64 => {
+                buf.put_i32(8);
+                buf.put_i64(value::parse_int(cell, &self.ty)?);
+            }
+            SqlType::Float32 => {
+                let v = value::parse_float(cell, &self.ty)?;
+                buf.put_i32(4);
+                buf.put_f32(v as f32);
+            }
+            SqlType::Float64 => {
+                buf.put_i32(8);
+                buf.put_f64(value::parse_float(cell, &self.ty)?);
+            }
+            SqlType::Text | SqlType::Enum { .. } => put_text(buf, cell, &[])?,
+            SqlType::Varchar(n) => {
+                let len = cell.chars().count();
+                if len > *n as usize {
+                    return Err(format!("{len} characters do not fit varchar({n})"));
+                }
+                put_text(buf, cell, &[])?;
+            }
+            SqlType::Timestamp => {
+                buf.put_i32(8);
+                buf.put_i64(value::timestamp_micros(cell)? - PG_EPOCH_MICROS);
+            }
+            SqlType::Date => {
+                let days =
+                    value::parse_date(cell)?.num_days_from_ce() - value::UNIX_EPOCH_DAYS_FROM_CE;
+                let days = i64::from(days) - PG_EPOCH_DAYS;
+                buf.put_i32(4);
+                buf.put_i32(i32::try_from(days).map_err(|e| e.to_string())?);
+            }
+            SqlType::Time => {
+                let t = value::parse_time(cell)?;
+                let micros = i64::from(t.num_seconds_from_midnight()) * 1_000_000
+                    + i64::from(t.nanosecond() / 1000);
+                buf.put_i32(8);
+                buf.put_i64(micros);
+            }
+            SqlType::Uuid => {
+                let u = uuid::Uuid::parse_str(cell.trim())
+                    .map_err(|_| format!("`{}` is not a UUID", value::shown(cell)))?;
+                buf.put_i32(16);
+                buf.put_slice(u.as_bytes());
+            }
+            // jsonb's binary form: version 1, then the text (the server
+            // parses and checks it).
+            SqlType::Json => put_text(buf, cell, &[1])?,
+            SqlType::Decimal { .. } => {
+                return Err("decimals are not sent in binary COPY".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Append a text value (after `prefix`) in binary `COPY` form.
+fn put_text(buf: &mut BytesMut, cell: &str, prefix: &[u8]) -> std::result::Result<(), String> {
+    if cell.contains('\0') {
+        return Err("text contains a NUL character, which PostgreSQL cannot store".into());
+    }
+    let len = i32::try_from(cell.len() + prefix.len())
+        .map_err(|_| format!("a value of {} bytes is too large", cell.len()))?;
+    buf.put_i32(len);
+    buf.put_slice(prefix);
+    buf.put_slice(cell.as_bytes());
+    Ok(())
+}
+
 /// What the COPY encoder checks itself, so PostgreSQL accepts exactly what
 /// the SQLite backend accepts (PostgreSQL alone would take `now` or
 /// `yesterday` as a timestamp, or `tr` as a boolean).
@@ -694,9 +823,11 @@ pub(crate) struct PgLoad<'a> {
     /// Quoted list of the key columns.
     keys: String,
     /// Per column of the definition: name and what the encoder checks.
-    column_checks: Vec<(String, CellCheck)>,
+    column_checks: Vec<Codec>,
     /// The same for the key columns.
-    key_checks: Vec<(String, CellCheck)>,
+    key_checks: Vec<Codec>,
+    /// Whether `COPY` data is binary (else text).
+    binary: bool,
     stage_ready: bool,
     key_stage_ready: bool,
     /// Copy batches straight into the table until a key conflict shows up.
@@ -741,43 +872,77 @@ impl PgLoad<'_> {
         )
     }
 
-    /// `batch` in COPY text format (cells checked against `checks`).
-    fn encode(&mut self, checks: &[(String, CellCheck)], batch: &RowBatch) -> Result<Bytes> {
+    /// The tuples of `batch` in the load's `COPY` format (cells checked
+    /// and converted by `checks`), without header or trailer.
+    fn encode(&mut self, checks: &[Codec], batch: &RowBatch) -> Result<Bytes> {
         self.buf.clear();
+        let binary = self.binary;
+        let fields = i16::try_from(batch.columns()).map_err(|_| Error::InvalidValue {
+            table: self.table.clone(),
+            column: String::new(),
+            row: 0,
+            reason: format!("{} columns are more than COPY takes", batch.columns()),
+        })?;
         for (r, row) in batch.rows().enumerate() {
-            for (i, cell) in row.iter().enumerate() {
-                if i > 0 {
-                    self.buf.put_u8(b'\t');
-                }
-                let cell = match (cell, checks.get(i)) {
-                    (Some(c), Some((name, check))) => {
-                        Some(check.apply(c).map_err(|reason| Error::InvalidValue {
-                            table: self.table.clone(),
-                            column: name.clone(),
-                            row: r,
-                            reason,
-                        })?)
-                    }
-                    (cell, _) => cell,
-                };
-                push_cell(&mut self.buf, cell);
+            if binary {
+                self.buf.put_i16(fields);
             }
-            self.buf.put_u8(b'\n');
+            for (i, cell) in row.iter().enumerate() {
+                let codec = checks.get(i);
+                let invalid = |reason| Error::InvalidValue {
+                    table: self.table.clone(),
+                    column: codec.map(|c| c.name.clone()).unwrap_or_default(),
+                    row: r,
+                    reason,
+                };
+                match (cell, codec) {
+                    (None, _) if binary => self.buf.put_i32(-1),
+                    (Some(c), Some(codec)) if binary => {
+                        codec.put_binary(&mut self.buf, c).map_err(invalid)?;
+                    }
+                    (Some(c), None) if binary => {
+                        put_text(&mut self.buf, c, &[]).map_err(invalid)?
+                    }
+                    (cell, codec) => {
+                        if i > 0 {
+                            self.buf.put_u8(b'\t');
+                        }
+                        let cell = match (cell, codec) {
+                            (Some(c), Some(codec)) => Some(codec.check.apply(c).map_err(invalid)?),
+                            (cell, _) => cell,
+                        };
+                        push_cell(&mut self.buf, cell);
+                    }
+                }
+            }
+            if !binary {
+                self.buf.put_u8(b'\n');
+            }
         }
         Ok(self.buf.split().freeze())
     }
 
-    /// One `COPY into (columns)` of `chunks` (COPY text), waited for.
+    /// The `COPY .. FROM STDIN` statement for the load's format.
+    fn copy_sql(&self, into: &str, columns: &str) -> String {
+        let format = if self.binary { " (FORMAT binary)" } else { "" };
+        format!("COPY {into} ({columns}) FROM STDIN{format}")
+    }
+
+    /// One `COPY into (columns)` of `chunks` (tuples from
+    /// [`encode`](Self::encode)), waited for.
     async fn copy_chunks(&self, into: &str, columns: &str, chunks: &[Bytes]) -> Result<u64> {
-        let stmt = format!("COPY {into} ({columns}) FROM STDIN");
         let ctx = || format!("copying a batch into {}", self.table);
         let sink = self
             .tx
-            .copy_in(&stmt)
+            .copy_in(&self.copy_sql(into, columns))
             .await
             .map_err(Error::postgres(ctx()))?;
         let mut sink = pin!(sink);
-        for chunk in chunks {
+        let (header, trailer) = self.framing();
+        let framed = std::iter::once(&header)
+            .chain(chunks)
+            .chain(std::iter::once(&trailer));
+        for chunk in framed {
             for piece in chunk.chunks(CHUNK) {
                 sink.send(chunk.slice_ref(piece))
                     .await
@@ -792,7 +957,7 @@ impl PgLoad<'_> {
         &mut self,
         into: &str,
         columns: &str,
-        checks: &[(String, CellCheck)],
+        checks: &[Codec],
         batch: &RowBatch,
     ) -> Result<u64> {
         let data = self.encode(checks, batch)?;
@@ -804,6 +969,18 @@ impl PgLoad<'_> {
             .execute(sql, &[])
             .await
             .map_err(Error::postgres(format!("{what} {}", self.table)))
+    }
+
+    /// What starts and ends `COPY` data in the load's format.
+    fn framing(&self) -> (Bytes, Bytes) {
+        if self.binary {
+            (
+                Bytes::from_static(BINARY_HEADER),
+                Bytes::from_static(BINARY_TRAILER),
+            )
+        } else {
+            (Bytes::new(), Bytes::new())
+        }
     }
 
     pub(crate) async fn upsert(&mut self, batch: &RowBatch) -> Result<()> {
@@ -878,14 +1055,20 @@ impl PgLoad<'_> {
         if self.segment.is_none() {
             self.exec("SAVEPOINT sql_sink_direct", "copying into")
                 .await?;
-            let stmt = format!("COPY {} ({}) FROM STDIN", self.target, self.columns);
-            let sink = self
-                .tx
-                .copy_in(&stmt)
-                .await
-                .map_err(Error::postgres(format!("copying into {}", self.table)))?;
+            let stmt = self.copy_sql(&self.target, &self.columns);
+            let ctx = || format!("copying into {}", self.table);
+            let mut sink = Box::pin(
+                self.tx
+                    .copy_in(&stmt)
+                    .await
+                    .map_err(Error::postgres(ctx()))?,
+            );
+            let (header, _) = self.framing();
+            if !header.is_empty() {
+                sink.send(header).await.map_err(Error::postgres(ctx()))?;
+            }
             self.segment = Some(Segment {
-                sink: Box::pin(sink),
+                sink,
                 sent: Vec::new(),
                 bytes: 0,
             });
@@ -917,7 +1100,16 @@ impl PgLoad<'_> {
         let Some(mut segment) = self.segment.take() else {
             return Ok(());
         };
-        match segment.sink.as_mut().finish().await {
+        let (_, trailer) = self.framing();
+        let mut finished = Ok(());
+        if !trailer.is_empty() {
+            finished = segment.sink.send(trailer).await;
+        }
+        let finished = match finished {
+            Ok(()) => segment.sink.as_mut().finish().await,
+            Err(e) => Err(e),
+        };
+        match finished {
             Ok(_) => {
                 self.exec("RELEASE SAVEPOINT sql_sink_direct", "copying into")
                     .await?;
@@ -1155,6 +1347,111 @@ mod tests {
         load.upsert(&mut rows(0, 10, "z")).await.unwrap();
         load.commit(Watermark::new("w")).await.unwrap();
         assert_eq!(sink.read_rows(&def.table_name()).await.unwrap().len(), 10);
+    }
+
+    /// Every type goes through binary COPY (initial load, then the staged
+    /// merge) and reads back as sent; a table with a decimal column loads
+    /// in text.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_type_round_trips_through_binary_and_text_copy() {
+        use crate::Column;
+        let Some(pg) = crate::testing::TempPostgres::start_or_skip().await else {
+            return;
+        };
+        let mut sink = crate::Sink::open(pg.url()).await.unwrap();
+        let types = [
+            ("b", SqlType::Bool),
+            ("i16", SqlType::Int16),
+            ("i32", SqlType::Int32),
+            ("f32", SqlType::Float32),
+            ("f64", SqlType::Float64),
+            ("v", SqlType::Varchar(5)),
+            ("e", SqlType::enumeration("t__e", ["x", "y"])),
+            ("ts", SqlType::Timestamp),
+            ("d", SqlType::Date),
+            ("t", SqlType::Time),
+            ("u", SqlType::Uuid),
+            ("j", SqlType::Json),
+        ];
+        let mut columns = vec![Column::new("id", SqlType::Int64, false)];
+        columns.extend(types.iter().map(|(n, t)| Column::new(*n, t.clone(), true)));
+        let def = TableDef::new("bin", "all", columns.clone(), ["id"]);
+        let cells = [
+            "yes",
+            "-32768",
+            "2147483647",
+            "1.5",
+            "-2.25e-3",
+            "héllo",
+            "y",
+            "1969-07-20 20:17:40.5+00",
+            "0900-02-28",
+            "23:59:59.999999",
+            "{936DA01F-9ABD-4D9D-80C7-02AF85C822A8}",
+            "{\"a\": [1, null]}",
+        ];
+        let row = |id: &'static str| {
+            let mut b = RowBatch::new(13);
+            b.push_row(std::iter::once(Some(id)).chain(cells.iter().map(|c| Some(*c))))
+                .unwrap();
+            b
+        };
+        let mut nulls = RowBatch::new(13);
+        nulls
+            .push_row(std::iter::once(Some("3")).chain(std::iter::repeat_n(None, 12)))
+            .unwrap();
+        for mut batch in [row("1"), nulls] {
+            let mut load = sink.begin_load(&def).await.unwrap();
+            load.upsert(&mut batch).await.unwrap();
+            load.commit(Watermark::new("w")).await.unwrap();
+        }
+        let mut load = sink.begin_load(&def).await.unwrap();
+        load.upsert(&mut row("2")).await.unwrap();
+        load.commit(Watermark::new("w2")).await.unwrap();
+        let back = sink.read_rows(&def.table_name()).await.unwrap();
+        let want = vec![
+            Value::Bool(true),
+            Value::Int(-32768),
+            Value::Int(2_147_483_647),
+            Value::Float(1.5),
+            Value::Float(-2.25e-3),
+            Value::Text("héllo".into()),
+            Value::Text("y".into()),
+            Value::Timestamp(value::parse_timestamp("1969-07-20T20:17:40.5Z").unwrap()),
+            Value::Date(value::parse_date("0900-02-28").unwrap()),
+            Value::Time(value::parse_time("23:59:59.999999").unwrap()),
+            Value::Uuid("936da01f-9abd-4d9d-80c7-02af85c822a8".into()),
+            Value::Json(serde_json::json!({"a": [1, null]})),
+        ];
+        assert_eq!(back.len(), 3);
+        for (id, row) in [(1, &back[0]), (2, &back[1])] {
+            assert_eq!(row[0], Value::Int(id));
+            assert_eq!(&row[1..], &want[..], "row {id}");
+        }
+        assert!(back[2][1..].iter().all(|v| *v == Value::Null));
+
+        columns.push(Column::new(
+            "amount",
+            SqlType::Decimal {
+                precision: Some(10),
+                scale: 2,
+            },
+            true,
+        ));
+        let def = TableDef::new("bin", "decimal", columns, ["id"]);
+        let mut load = sink.begin_load(&def).await.unwrap();
+        let mut b = RowBatch::new(14);
+        b.push_row(
+            std::iter::once(Some("1"))
+                .chain(cells.iter().map(|c| Some(*c)))
+                .chain([Some("12.50")]),
+        )
+        .unwrap();
+        load.upsert(&mut b).await.unwrap();
+        load.commit(Watermark::new("w")).await.unwrap();
+        let back = sink.read_rows(&def.table_name()).await.unwrap();
+        assert_eq!(&back[0][1..13], &want[..]);
+        assert_eq!(back[0][13], Value::Decimal("12.5".into()));
     }
 
     #[test]

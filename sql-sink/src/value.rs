@@ -1,7 +1,10 @@
 //! Cell text → typed values: parsing shared by the SQLite writer and by
 //! [`crate::Sink::read_rows`] on both backends.
 
-use chrono::{DateTime, DurationRound, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Utc};
+use chrono::{
+    DateTime, Datelike, DurationRound, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Timelike,
+    Utc,
+};
 
 use crate::model::SqlType;
 
@@ -163,9 +166,90 @@ pub(crate) fn parse_timestamp(cell: &str) -> Result<DateTime<Utc>, String> {
                 shown(cell)
             )
         })?;
+    // Rounded by hand: chrono's `duration_round` fails outside the years
+    // 1677..2262 (its nanosecond limit).
+    let nanos = parsed.timestamp_subsec_nanos();
     parsed
-        .duration_round(TimeDelta::microseconds(1))
-        .map_err(|e| format!("timestamp `{}` is out of range: {e}", shown(cell)))
+        .with_nanosecond(0)
+        .and_then(|t| {
+            t.checked_add_signed(TimeDelta::microseconds(i64::from((nanos + 500) / 1000)))
+        })
+        .ok_or_else(|| format!("timestamp `{}` is out of range", shown(cell)))
+}
+
+/// The fields of a timestamp in one of the common spellings:
+/// `YYYY-MM-DD[T ]HH:MM:SS`, up to 6 fractional digits, then nothing, `Z`
+/// or a zero offset. `None` when the general parser is needed.
+struct FastTimestamp<'a> {
+    /// The trimmed cell; its first 19 bytes are ASCII digits and separators.
+    text: &'a str,
+    date: NaiveDate,
+    seconds_of_day: u32,
+    /// The fractional digits (0 to 6 of them).
+    frac: &'a [u8],
+}
+
+impl<'a> FastTimestamp<'a> {
+    fn parse(cell: &'a str) -> Option<Self> {
+        let text = cell.trim();
+        let b = text.as_bytes();
+        if b.len() < 19 {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| -> Option<u32> {
+            b.get(r)?.iter().try_fold(0u32, |acc, &c| {
+                c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+            })
+        };
+        let (y, mo, d, h, mi, sec) = (
+            num(0..4)?,
+            num(5..7)?,
+            num(8..10)?,
+            num(11..13)?,
+            num(14..16)?,
+            num(17..19)?,
+        );
+        if b[4] != b'-'
+            || b[7] != b'-'
+            || !matches!(b[10], b'T' | b't' | b' ')
+            || b[13] != b':'
+            || b[16] != b':'
+            || h > 23
+            || mi > 59
+            || sec > 59
+        {
+            return None;
+        }
+        let date = NaiveDate::from_ymd_opt(i32::try_from(y).ok()?, mo, d)?;
+        let mut rest = &b[19..];
+        let mut frac: &[u8] = &[];
+        if let Some(r) = rest.strip_prefix(b".") {
+            let n = r.iter().take_while(|c| c.is_ascii_digit()).count();
+            if n == 0 || n > 6 {
+                return None;
+            }
+            frac = &r[..n];
+            rest = &r[n..];
+        }
+        if !matches!(
+            rest,
+            b"" | b"Z" | b"z" | b"+00" | b"+00:00" | b"+0000" | b"-00:00"
+        ) {
+            return None;
+        }
+        Some(Self {
+            text,
+            date,
+            seconds_of_day: h * 3600 + mi * 60 + sec,
+            frac,
+        })
+    }
+
+    fn micros_of_second(&self) -> i64 {
+        (0..6).fold(0i64, |acc, i| {
+            acc * 10 + self.frac.get(i).map_or(0, |&c| i64::from(c - b'0'))
+        })
+    }
 }
 
 /// Write the stored form of a timestamp cell into `out` without going
@@ -173,64 +257,33 @@ pub(crate) fn parse_timestamp(cell: &str) -> Result<DateTime<Utc>, String> {
 /// up to 6 fractional digits, then nothing, `Z` or a zero offset. Returns
 /// `false` (leaving `out` unspecified) when the general parser is needed.
 pub(crate) fn fast_timestamp(cell: &str, out: &mut String) -> bool {
-    let b = cell.trim().as_bytes();
-    if b.len() < 19 {
-        return false;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        b.get(r)?.iter().try_fold(0u32, |acc, &c| {
-            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
-        })
-    };
-    let (Some(y), Some(mo), Some(d), Some(h), Some(mi), Some(sec)) = (
-        num(0..4),
-        num(5..7),
-        num(8..10),
-        num(11..13),
-        num(14..16),
-        num(17..19),
-    ) else {
+    let Some(t) = FastTimestamp::parse(cell) else {
         return false;
     };
-    if b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return false;
-    }
-    if h > 23 || mi > 59 || sec > 59 || NaiveDate::from_ymd_opt(y as i32, mo, d).is_none() {
-        return false;
-    }
-    let mut rest = &b[19..];
-    let mut frac: &[u8] = &[];
-    if let Some(r) = rest.strip_prefix(b".") {
-        let n = r.iter().take_while(|c| c.is_ascii_digit()).count();
-        if n == 0 || n > 6 {
-            return false;
-        }
-        frac = &r[..n];
-        rest = &r[n..];
-    }
-    if !matches!(
-        rest,
-        b"" | b"Z" | b"z" | b"+00" | b"+00:00" | b"+0000" | b"-00:00"
-    ) {
-        return false;
-    }
     out.clear();
-    // The first 19 bytes are ASCII digits and separators, checked above.
-    out.push_str(&cell.trim()[..10]);
+    out.push_str(&t.text[..10]);
     out.push('T');
-    out.push_str(&cell.trim()[11..19]);
+    out.push_str(&t.text[11..19]);
     out.push('.');
     for i in 0..6 {
-        out.push(frac.get(i).map_or('0', |&c| char::from(c)));
+        out.push(t.frac.get(i).map_or('0', |&c| char::from(c)));
     }
     out.push('Z');
     true
 }
+
+/// Microseconds since 1970-01-01 UTC of a timestamp cell (the spellings
+/// [`parse_timestamp`] takes; the common ones without chrono's parser).
+pub(crate) fn timestamp_micros(cell: &str) -> Result<i64, String> {
+    let Some(t) = FastTimestamp::parse(cell) else {
+        return Ok(parse_timestamp(cell)?.timestamp_micros());
+    };
+    let days = i64::from(t.date.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE);
+    Ok((days * 86_400 + i64::from(t.seconds_of_day)) * 1_000_000 + t.micros_of_second())
+}
+
+/// Days from 0001-01-01 (day 1) to 1970-01-01.
+pub(crate) const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
 
 /// The stored text form of a timestamp in SQLite: fixed width, so text order
 /// is time order.
@@ -348,6 +401,20 @@ mod tests {
             assert!(!fast_timestamp(s, &mut out), "{s}");
         }
         assert!(parse_timestamp("2024-02-30T10:11:12Z").is_err());
+        for s in [
+            "2024-05-01T10:11:12.345Z",
+            "2024-05-01 10:11:12.345",
+            "2024-05-01T12:11:12.345+02:00",
+            "2024-05-01T10:11:12.3450004Z",
+            "1960-12-31T23:59:59.999999Z",
+            "0001-01-01T00:00:00Z",
+            "0001-01-01T00:00:00.0000004Z",
+            "9999-12-31 23:59:59.9999996+00",
+        ] {
+            let want = parse_timestamp(s).unwrap().timestamp_micros();
+            assert_eq!(timestamp_micros(s).unwrap(), want, "{s}");
+        }
+        assert!(timestamp_micros("yesterday").is_err());
         assert!(parse_timestamp("yesterday").is_err());
     }
 
