@@ -15,6 +15,13 @@
 //!
 //! Exit codes: 0 success, 1 any other error, 2 configuration, 3 a data set
 //! needs a full extract that is not available yet.
+//!
+//! Testing aid: built with the `crash-points` feature, `sync` honours
+//! `BULKDATA_CRASH_POINT=download|mid-load|before-commit|after-commit|evolve`:
+//! on reaching that point the program writes `crash point reached: <point>`
+//! to stderr and stops there, to be killed by a crash test (see
+//! `examples/support/crash_points.rs` and `tests/crash_consistency.rs`).
+//! Normal builds ignore the variable.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +36,10 @@ use bds_client::{
 use clap::{Parser, Subcommand};
 use futures::TryStreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+#[path = "support/crash_points.rs"]
+mod crash_points;
+use crash_points::{CrashPoints, Point};
 
 #[derive(Parser)]
 #[command(about = "List, download, plan and sync D2L Brightspace Data Sets")]
@@ -51,6 +62,9 @@ struct Cli {
     /// Rebuild tables from each new full extract (confirms hard deletes).
     #[arg(long, global = true)]
     rebaseline_on_new_full: bool,
+    /// Rows per batch handed to the database (sync).
+    #[arg(long, global = true, default_value_t = 10_000)]
+    batch_rows: usize,
     /// LP API version in route paths.
     #[arg(long, global = true, default_value = bds_client::client::DEFAULT_LP_VERSION)]
     lp_version: String,
@@ -162,7 +176,7 @@ fn sync_options(cli: &Cli) -> anyhow::Result<SyncOptions> {
     if let Some(dir) = &cli.output_directory {
         options = options.download_dir(dir, true);
     }
-    Ok(options)
+    Ok(options.batch_rows(cli.batch_rows))
 }
 
 async fn list(client: &Client) -> anyhow::Result<ExitCode> {
@@ -287,7 +301,11 @@ async fn show_plans(cli: &Cli, client: &Client) -> anyhow::Result<ExitCode> {
 }
 
 async fn sync(cli: &Cli, client: &Client) -> anyhow::Result<ExitCode> {
+    let crash = CrashPoints::from_env().map_err(BdsError::Config)?;
     let mut sink = sql_sink::Sink::open(&cli.connection_string).await?;
+    if let Some(points) = &crash {
+        sink.set_observer(Some(points.load_observer()));
+    }
     let options = sync_options(cli)?;
     let bars = MultiProgress::new();
     let mut code = ExitCode::SUCCESS;
@@ -298,7 +316,7 @@ async fn sync(cli: &Cli, client: &Client) -> anyhow::Result<ExitCode> {
             &mut sink,
             name,
             &options,
-            Some(events_into(bar.clone())),
+            Some(events_into(bar.clone(), crash.clone())),
         )
         .await?;
         bar.finish_and_clear();
@@ -351,12 +369,15 @@ fn progress_into(bar: ProgressBar) -> Arc<dyn Fn(Progress) + Send + Sync> {
     })
 }
 
-fn events_into(bar: ProgressBar) -> bds_client::sync::SyncEvents {
+fn events_into(bar: ProgressBar, crash: Option<Arc<CrashPoints>>) -> bds_client::sync::SyncEvents {
     Arc::new(move |event: &SyncEvent| match event {
         SyncEvent::Planned { data_set, plan } => {
             bar.set_message(format!("{data_set}: {} extracts", plan.steps.len()))
         }
         SyncEvent::Downloading { step, bytes, total } => {
+            if let Some(points) = &crash {
+                points.reached(Point::Download);
+            }
             bar.set_length(total.unwrap_or(0));
             bar.set_position(*bytes);
             bar.set_prefix(format!("#{step}"));

@@ -24,6 +24,13 @@
 //! Exit codes: 0 success, 1 unexpected error, 2 usage or configuration
 //! error, 3 service error (nothing was done), 4 partial failure (some tables
 //! failed, the others are done).
+//!
+//! Testing aid: built with the `crash-points` feature, `initdb` and
+//! `syncdb` honour `BULKDATA_CRASH_POINT=download|mid-load|before-commit|
+//! after-commit|evolve`: on reaching that point the program writes
+//! `crash point reached: <point>` to stderr and stops there, to be killed
+//! by a crash test (see `examples/support/crash_points.rs` and
+//! `tests/crash_consistency.rs`). Normal builds ignore the variable.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -39,6 +46,10 @@ use dap_client::{
     Client, DownloadProgress, Error, IncrementalQuery, Query, SecretString, SnapshotQuery,
 };
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+#[path = "support/crash_points.rs"]
+mod crash_points;
+use crash_points::{CrashPoints, Point};
 
 #[derive(Parser)]
 #[command(
@@ -157,6 +168,9 @@ struct DbArgs {
     /// Tables processed at once.
     #[arg(long, default_value_t = 4)]
     table_concurrency: usize,
+    /// Rows per batch handed to the database.
+    #[arg(long, default_value_t = 5_000)]
+    batch_rows: usize,
 }
 
 #[derive(Args)]
@@ -370,11 +384,22 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             ));
         }
     }
+    let crash = CrashPoints::from_env().map_err(Failure::Usage)?;
     let progress_ui = ui.clone();
+    let progress_crash = crash.clone();
     let client = builder
-        .progress(move |p| progress_ui.progress(p))
+        .progress(move |p| {
+            if let Some(points) = &progress_crash {
+                points.reached(Point::Download);
+            }
+            progress_ui.progress(p)
+        })
         .build()
         .map_err(Failure::Service)?;
+    let db = DbRun {
+        ui: &ui,
+        crash: crash.as_ref(),
+    };
 
     match cli.command {
         Command::List { namespace } => {
@@ -430,11 +455,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             download(&client, &query, Query::from(q), &ui).await
         }
-        Command::Initdb(db) => replicate(&client, &db, Operation::Init, false, &ui).await,
-        Command::Syncdb { db, reinit } => {
-            replicate(&client, &db, Operation::Sync, reinit, &ui).await
+        Command::Initdb(args) => replicate(&client, &args, Operation::Init, false, &db).await,
+        Command::Syncdb { db: args, reinit } => {
+            replicate(&client, &args, Operation::Sync, reinit, &db).await
         }
-        Command::Dropdb(db) => replicate(&client, &db, Operation::Drop, false, &ui).await,
+        Command::Dropdb(args) => replicate(&client, &args, Operation::Drop, false, &db).await,
         Command::Listdb {
             namespace,
             connection,
@@ -451,6 +476,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
+/// What the database commands share: the output, and the armed crash
+/// point (testing builds only).
+struct DbRun<'a> {
+    ui: &'a Ui,
+    crash: Option<&'a Arc<CrashPoints>>,
+}
+
 /// `initdb` / `syncdb` / `dropdb`: the tables run concurrently; every
 /// table's outcome is printed (one JSON line each when non-interactive).
 async fn replicate(
@@ -458,16 +490,21 @@ async fn replicate(
     db: &DbArgs,
     operation: Operation,
     reinit: bool,
-    ui: &Ui,
+    run: &DbRun<'_>,
 ) -> Result<(), Failure> {
-    let replicator = Replicator::open(client.clone(), &db.connection.connection_string)
+    let ui = run.ui;
+    let mut replicator = Replicator::open(client.clone(), &db.connection.connection_string)
         .await
         .map_err(|e| Failure::Database(Box::new(e)))?
         .with_options(
             ReplicateOptions::default()
                 .reinit_when_needed(reinit)
-                .table_concurrency(db.table_concurrency),
+                .table_concurrency(db.table_concurrency)
+                .batch_rows(db.batch_rows),
         );
+    if let Some(points) = run.crash {
+        replicator = replicator.with_load_observer(points.load_observer());
+    }
     let namespace = &db.tables.namespace;
     let names = if operation == Operation::Drop && db.tables.table.trim() == "all" {
         // Like the official CLI: `all` means every table replicated here.
