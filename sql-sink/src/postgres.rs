@@ -50,7 +50,7 @@ const META_LOCK: i64 = 0x5351_4c53_494e_4b00;
 const CHUNK: usize = 1 << 20;
 /// A direct `COPY` is confirmed (finished, its savepoint released, the data
 /// kept for a replay dropped) after about this many bytes.
-const SEGMENT: usize = 16 << 20;
+const SEGMENT: usize = 8 << 20;
 
 /// A connection to PostgreSQL.
 pub(crate) struct PgSink {
