@@ -224,7 +224,9 @@ impl<'a> Step<'a> {
         let reached = tokio::time::timeout(PATIENCE, async {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                if line == marker {
+                // Only the end is compared: the marker is written whole,
+                // but another thread's unfinished output could precede it.
+                if line.trim_end().ends_with(&marker) {
                     return true;
                 }
                 seen.push(line);
