@@ -224,7 +224,7 @@ async fn a_401_refreshes_the_token_once_and_retries() {
 }
 
 #[tokio::test]
-async fn a_second_401_is_an_authentication_error() {
+async fn a_401_after_three_refreshes_is_an_authentication_error() {
     let server = MockServer::start().await;
     let issued = mount_tokens(&server, 3600).await;
     Mock::given(path("/api"))
@@ -249,11 +249,47 @@ async fn a_second_401_is_an_authentication_error() {
         }
         other => panic!("expected Error::Auth, got {other:?}"),
     }
-    assert_eq!(issued.load(Ordering::SeqCst), 2);
+    // The first token and three refreshed ones, each rejected once.
+    assert_eq!(issued.load(Ordering::SeqCst), 4);
     assert_eq!(
         api_calls(&server.received_requests().await.unwrap()).len(),
-        2
+        4
     );
+}
+
+#[tokio::test]
+async fn a_token_revoked_again_while_the_request_is_retried_is_refreshed_again() {
+    let server = MockServer::start().await;
+    let issued = mount_tokens(&server, 3600).await;
+    // tok-1: revoked. tok-2: a 503, then revoked too. tok-3: accepted.
+    for (token, status) in [("tok-1", 401), ("tok-2", 503), ("tok-2", 401)] {
+        Mock::given(path("/api"))
+            .and(header("authorization", format!("Bearer {token}").as_str()))
+            .respond_with(ResponseTemplate::new(status))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+    }
+    Mock::given(path("/api"))
+        .and(header("authorization", "Bearer tok-3"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("data"))
+        .mount(&server)
+        .await;
+    let rig = Rig::new();
+    let client = rig
+        .builder(&server.uri())
+        .auth(Auth::bearer(dap_cache(&server, &rig)))
+        .build()
+        .unwrap();
+    let response = client.send(Request::get("/api")).await.unwrap();
+    assert_eq!(response.text().await.unwrap(), "data");
+    assert_eq!(issued.load(Ordering::SeqCst), 3);
+    let calls = api_calls(&server.received_requests().await.unwrap());
+    let tokens: Vec<_> = ["tok-1", "tok-2", "tok-2", "tok-3"]
+        .map(|t| Some(format!("Bearer {t}")))
+        .into();
+    assert_eq!(calls, tokens);
 }
 
 #[tokio::test]
@@ -320,7 +356,7 @@ async fn oauth_error_bodies_become_auth_errors_with_the_description() {
 }
 
 #[tokio::test]
-async fn token_endpoints_get_a_small_retry_budget() {
+async fn token_endpoints_get_the_attempt_budget_of_any_request() {
     let server = MockServer::start().await;
     Mock::given(path("/ids/auth/login"))
         .respond_with(ResponseTemplate::new(503))
@@ -333,7 +369,7 @@ async fn token_endpoints_get_a_small_retry_budget() {
     assert_eq!(token.secret().expose_secret(), "tok-1");
     assert_eq!(issued.load(Ordering::SeqCst), 1);
 
-    // a token endpoint that stays down gives up after 3 attempts
+    // a token endpoint that stays down gives up after 10 attempts
     let down = MockServer::start().await;
     Mock::given(path("/ids/auth/login"))
         .respond_with(ResponseTemplate::new(503))
@@ -341,7 +377,7 @@ async fn token_endpoints_get_a_small_retry_budget() {
         .await;
     let err = dap_cache(&down, &rig).token().await.unwrap_err();
     assert!(
-        matches!(err, Error::RetriesExhausted { attempts: 3, .. }),
+        matches!(err, Error::RetriesExhausted { attempts: 10, .. }),
         "{err:?}"
     );
 }

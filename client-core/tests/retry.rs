@@ -587,3 +587,51 @@ async fn the_policys_response_timeout_abandons_a_silent_attempt() {
     assert!(message.contains("response timeout"), "{message}");
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn a_json_body_cut_off_is_requested_again_only_when_idempotent() {
+    let rig = Rig::new();
+    let (base, accepted) = scripted_server(vec![Conn::Truncated, Conn::Json(r#"{"n":1}"#)]).await;
+    let value: serde_json::Value = rig
+        .client(&base)
+        .send_json(Request::get("/r"))
+        .await
+        .unwrap();
+    assert_eq!(value["n"], 1);
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        rig.sleeps().len(),
+        1,
+        "one backoff before the second request"
+    );
+
+    // An unmarked POST may have taken effect: its broken body is the error.
+    let (base, accepted) = scripted_server(vec![Conn::Truncated, Conn::Json(r#"{"n":1}"#)]).await;
+    let err = rig
+        .client(&base)
+        .send_json::<serde_json::Value>(Request::post("/r"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Transport {
+                kind: TransportKind::Interrupted,
+                method,
+                ..
+            } if method == "POST"
+        ),
+        "{err:?}"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+    // A whole body that is not JSON is a decode error, sent once.
+    let (base, accepted) = scripted_server(vec![Conn::Ok, Conn::Ok]).await;
+    let err = rig
+        .client(&base)
+        .send_json::<serde_json::Value>(Request::get("/r"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Decode { .. }), "{err:?}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}

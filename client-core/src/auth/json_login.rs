@@ -55,7 +55,12 @@ impl TokenGrant for JsonLoginGrant {
             "username": self.username,
             "password": self.password.expose_secret(),
         });
-        let request = Request::post(&self.login_url).json(&body).without_auth();
+        // A login only mints another token: repeating it after a lost
+        // answer is safe.
+        let request = Request::post(&self.login_url)
+            .json(&body)
+            .without_auth()
+            .idempotent(true);
         let reply = exchange(
             &self.http,
             request,

@@ -6,6 +6,7 @@ use secrecy::SecretString;
 
 use crate::error::{redact_url, snippet};
 use crate::http::{HttpClient, Request};
+use crate::retry::is_retryable_transport;
 use crate::{Error, Result};
 
 /// What a token endpoint answered.
@@ -51,14 +52,32 @@ pub(crate) async fn exchange(
     advice: &str,
 ) -> Result<TokenReply> {
     let method = request.method().to_string();
-    let request = request.retry_policy(crate::retry::RetryPolicy::token_endpoint());
-    let response = http.execute(request).await?;
+    let policy = crate::retry::RetryPolicy::token_endpoint();
+    let request = request.retry_policy(policy.clone());
+    let idempotent = request.is_idempotent();
+    let mut attempt: u32 = 1;
+    let response = loop {
+        let response = http.execute(request.clone()).await?;
+        if !response.is_success() {
+            break response;
+        }
+        let url = redact_url(response.url().as_str());
+        match response.bytes().await {
+            Ok(body) => return parse_reply(&body, &method, &url),
+            // A grant that only mints another token may be asked again; a
+            // rotating refresh token may already be spent, so not that one.
+            Err(Error::Transport { kind, url, .. })
+                if is_retryable_transport(kind, idempotent) && attempt < policy.max_attempts =>
+            {
+                http.pause_after_broken_body(&policy, attempt, kind, &url)
+                    .await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let status = response.status();
     let url = redact_url(response.url().as_str());
-    if response.is_success() {
-        let body = response.bytes().await?;
-        return parse_reply(&body, &method, &url);
-    }
     if status >= 500 || status == 429 || status == 408 {
         return Err(response.into_api_error().await);
     }

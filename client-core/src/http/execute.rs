@@ -30,8 +30,10 @@ impl HttpClient {
     /// 408/429/500/502/503/504 are retried (and whatever the classifier
     /// says); connect failures always; timeouts and interrupted connections
     /// only for idempotent requests. A `401` on a bearer request invalidates
-    /// the token and is retried once; a second `401` is [`Error::Auth`], as
-    /// is a `401` to the client's Basic credentials. Transport failures that
+    /// the token and is retried at once (the first time for free, later
+    /// times at the cost of an attempt: tokens revoked again while the
+    /// request is retried); the fourth `401` is [`Error::Auth`], as is a
+    /// `401` to the client's Basic credentials. Transport failures that
     /// outlast the budget are [`Error::RetriesExhausted`] (or
     /// [`Error::Transport`] if only one attempt was made).
     ///
@@ -47,13 +49,18 @@ impl HttpClient {
         let policy = request.retry.as_ref().unwrap_or(&self.inner.policy);
         let started = self.inner.clock.now();
         let mut attempt: u32 = 0;
-        let mut refreshed_after_401 = false;
+        let mut refresh = RefreshState::default();
         loop {
             attempt += 1;
-            let (last, hint) = match self.step(&request, &url, &mut refreshed_after_401).await {
+            let (last, hint) = match self.step(&request, &url, &mut refresh).await {
                 Step::Done(result) => return result,
-                Step::Refreshed => {
-                    attempt -= 1; // the 401 refresh pass is not part of the retry budget
+                Step::Refreshed { first } => {
+                    // The first 401 refresh is not part of the retry budget;
+                    // a later one (the token was revoked again while this
+                    // request was being retried) is.
+                    if first {
+                        attempt -= 1;
+                    }
                     continue;
                 }
                 Step::Retryable(last, hint) => (last, hint),
@@ -86,8 +93,51 @@ impl HttpClient {
     }
 
     /// Sends `request` (as [`send`](Self::send)) and decodes the JSON body.
+    ///
+    /// The retry loop ends when the headers arrive, so a body that breaks
+    /// off mid-transfer is handled here: an idempotent request is sent
+    /// again (after a backoff, up to the policy's attempts); any other
+    /// request ends with the [`Error::Transport`] of the broken body. A body
+    /// that arrives whole but is not the expected JSON is
+    /// [`Error::Decode`], never retried.
     pub async fn send_json<T: serde::de::DeserializeOwned>(&self, request: Request) -> Result<T> {
-        self.send(request).await?.json().await
+        let policy = request.retry.as_ref().unwrap_or(&self.inner.policy);
+        let (max_attempts, idempotent) = (policy.max_attempts, request.is_idempotent());
+        let mut attempt: u32 = 1;
+        loop {
+            let response = self.send(request.clone()).await?;
+            match response.json().await {
+                Err(Error::Transport { kind, url, .. })
+                    if is_retryable_transport(kind, idempotent) && attempt < max_attempts =>
+                {
+                    self.pause_after_broken_body(policy, attempt, kind, &url)
+                        .await;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Logs a body that broke off and waits the policy's backoff before
+    /// the request is sent again (callers decide whether it may be).
+    pub(crate) async fn pause_after_broken_body(
+        &self,
+        policy: &crate::retry::RetryPolicy,
+        attempt: u32,
+        kind: TransportKind,
+        url: &str,
+    ) {
+        let delay = policy.backoff(attempt, self.inner.random.as_ref());
+        tracing::warn!(
+            attempt,
+            max_attempts = policy.max_attempts,
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            cause = %kind,
+            url = %url,
+            "response body broke off; requesting it again"
+        );
+        self.inner.sleeper.sleep(delay).await;
     }
 
     fn request_url(&self, request: &Request) -> Result<Url> {
@@ -215,7 +265,7 @@ impl HttpClient {
     }
 
     /// One attempt and its verdict.
-    async fn step(&self, request: &Request, url: &Url, refreshed_after_401: &mut bool) -> Step {
+    async fn step(&self, request: &Request, url: &Url, refresh: &mut RefreshState) -> Step {
         let idempotent = request.is_idempotent();
         let token = match self.current_token(request).await {
             Ok(t) => t,
@@ -227,16 +277,18 @@ impl HttpClient {
         };
         if response.status() == 401 && self.sends_client_credentials(request) {
             if let (Some(t), Auth::Bearer(p)) = (&token, &self.inner.auth)
-                && !*refreshed_after_401
+                && refresh.may_refresh()
                 && p.can_refresh()
             {
                 tracing::info!(
                     url = %redact_url(url.as_str()),
-                    "HTTP 401: refreshing the access token and retrying once"
+                    refreshes = refresh.refreshes + 1,
+                    "HTTP 401: refreshing the access token and retrying"
                 );
                 p.invalidate(t).await;
-                *refreshed_after_401 = true;
-                return Step::Refreshed;
+                let first = refresh.refreshes == 0;
+                refresh.refreshes += 1;
+                return Step::Refreshed { first };
             }
             return Step::Done(Err(rejected_credentials(response, token.is_some()).await));
         }
@@ -263,8 +315,9 @@ impl HttpClient {
 enum Step {
     /// A final answer.
     Done(Result<Response>),
-    /// The token was refreshed after a 401; try again at once.
-    Refreshed,
+    /// The token was refreshed after a 401; try again at once. `first`:
+    /// the request's first refresh, which costs no attempt.
+    Refreshed { first: bool },
     /// Worth another attempt, after at least this server hint.
     Retryable(Retryable, Option<Duration>),
 }
@@ -280,6 +333,25 @@ fn response_timed_out(request: &Request, url: &Url, limit: Duration) -> Error {
             "no response within {} ms (the retry policy's response timeout)",
             limit.as_millis()
         ),
+    }
+}
+
+/// Refreshing after a `401`, per request: a `401` to a bearer token
+/// refreshes it, at most [`MAX_REFRESHES`] times. One refresh is not enough
+/// when tokens are revoked in waves while a request is being retried (or
+/// between a refresh and the token's first use); a server that rejects
+/// every fresh token (bad credentials or rights) still fails fast.
+#[derive(Debug, Default)]
+struct RefreshState {
+    refreshes: u32,
+}
+
+/// Token refreshes one request may trigger with its `401`s.
+const MAX_REFRESHES: u32 = 3;
+
+impl RefreshState {
+    fn may_refresh(&self) -> bool {
+        self.refreshes < MAX_REFRESHES
     }
 }
 

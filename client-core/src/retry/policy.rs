@@ -68,11 +68,13 @@ impl RetryPolicy {
         }
     }
 
-    /// The small budget used for token endpoints: 3 attempts within 30 s.
+    /// The budget of token endpoints: as many attempts as any request (a
+    /// token fetch that gives up fails every call waiting for it, so a
+    /// long sync would die of one unlucky fetch), but within 60 s, so a
+    /// token endpoint that is down is reported within a minute.
     pub fn token_endpoint() -> Self {
         Self {
-            max_attempts: 3,
-            deadline: Duration::from_secs(30),
+            deadline: Duration::from_secs(60),
             ..Self::default()
         }
     }

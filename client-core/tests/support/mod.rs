@@ -93,6 +93,8 @@ pub enum Conn {
     Close,
     /// Answer `200 OK` with body `ok`.
     Ok,
+    /// Answer `200 OK` with this JSON body.
+    Json(&'static str),
     /// Declare a 100-byte body, send 5 bytes, close.
     Truncated,
     /// Never answer; wait until the client gives up and closes.
@@ -123,6 +125,15 @@ pub async fn scripted_server(script: Vec<Conn>) -> (String, Arc<AtomicUsize>) {
                 Conn::Ok => {
                     let reply =
                         "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
+                    let _ = sock.write_all(reply.as_bytes()).await;
+                    let _ = sock.shutdown().await;
+                }
+                Conn::Json(body) => {
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
                     let _ = sock.write_all(reply.as_bytes()).await;
                     let _ = sock.shutdown().await;
                 }
