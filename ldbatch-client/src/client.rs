@@ -425,14 +425,14 @@ impl Client {
     }
 
     /// Sends a call answered by a job status body.
+    /// Sends a job call and decodes the job. A status or cancel answer cut
+    /// off mid-body is asked for again (those calls are idempotent); a
+    /// start's is not, since the job may exist already.
     async fn job_call(&self, request: Request, job_id: Option<&str>) -> Result<Job> {
-        let response = self
-            .http
-            .send(request)
+        self.http
+            .send_json::<Job>(request)
             .await
-            .map_err(|e| map_error(e, job_id))?;
-        let job: Job = response.json().await?;
-        Ok(job)
+            .map_err(|e| map_error(e, job_id))
     }
 }
 

@@ -353,3 +353,21 @@ async fn an_expired_token_is_refreshed_once_and_the_wait_goes_on() {
         "one new token after the 401"
     );
 }
+
+#[tokio::test]
+async fn status_answers_cut_off_mid_body_are_asked_for_again() {
+    let server = start().await;
+    let client = client(&server);
+    let job = client
+        .export(&ExportRequest::new("Account", ContentType::Json))
+        .await
+        .unwrap();
+    // Every other status answer breaks off halfway through its JSON.
+    let mut faults = FaultConfig::default();
+    faults.truncate_every = 2;
+    faults.only_paths = vec!["/ls/api/batch/status".into()];
+    server.faults().set(faults);
+    let done = client.wait(&job.job_id).await.unwrap();
+    assert_eq!(done.status, JobStatus::Completed);
+    assert!(server.stats().snapshot().faults_injected >= 1);
+}
