@@ -353,8 +353,8 @@ impl Client {
     pub async fn operation_status(&self, id: &OperationId) -> Result<OperationStatus> {
         let req =
             Request::get(self.route(&format!("operations/state/{}", encode_segment(id.as_str()))));
-        let response = self.http.send(req).await?;
-        Ok(response.json().await?)
+        // A state answer cut off mid-body is asked for again (a GET).
+        Ok(self.http.send_json(req).await?)
     }
 
     /// Polls the operation until it ends, yielding every observed state

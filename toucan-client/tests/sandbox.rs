@@ -271,3 +271,21 @@ async fn uploads_and_operations_survive_5xx_429_and_dropped_connections() {
     client.wait(&id).await.unwrap();
     assert!(server.stats().snapshot().faults_injected >= 3);
 }
+
+#[tokio::test]
+async fn state_answers_cut_off_mid_body_are_asked_for_again() {
+    let server = start().await;
+    let client = client(&server, AuthMode::Basic);
+    let id = client.populate_and_release(Stage::Staging).await.unwrap();
+    // Every other state answer breaks off halfway through its JSON.
+    let mut faults = FaultConfig::default();
+    faults.truncate_every = 2;
+    faults.only_paths = vec![format!(
+        "/{}/operations/state",
+        server.credentials().small_app
+    )];
+    server.faults().set(faults);
+    let done = client.wait(&id).await.unwrap();
+    assert_eq!(done.status, OperationState::Successful);
+    assert!(server.stats().snapshot().faults_injected >= 1);
+}
