@@ -19,9 +19,7 @@ use crate::error::{Error, Result};
 use crate::model::{
     DownloadTableDataResult, Format, GetTableDataResult, Job, Object, Query, Resource,
 };
-use crate::record::{
-    DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCHES, DecodeError, Record, RecordReader, spawn_batched,
-};
+use crate::record::{DecodeError, Record, RecordReader};
 use crate::schema::TableSchema;
 
 /// Progress of one object's download, passed to the callback set with
@@ -412,11 +410,9 @@ impl Client {
 
     /// The records of a complete job's objects. URLs are requested in one
     /// batch; up to [`download_concurrency`](crate::client::ClientBuilder::download_concurrency)
-    /// objects are read at once, each downloaded, decompressed and decoded
-    /// on its own task (see [`spawn_batched`](crate::record::spawn_batched)),
-    /// so several cores share the work and memory stays bounded. Records
-    /// of different objects interleave; each object's keep their order.
-    /// Must be polled inside a tokio runtime.
+    /// objects are read at once (their downloads overlap; decoding runs on
+    /// the consumer's task: wrap the stream in
+    /// [`spawn_batched`](crate::record::spawn_batched) to move it to another).
     pub async fn job_records(
         &self,
         job: &Job,
@@ -433,8 +429,9 @@ impl Client {
         let concurrency = self.inner.concurrency;
         Ok(stream::iter(per_object)
             .map(move |(o, r)| {
-                let records = client.object_records(o, r, format.clone(), schema.clone());
-                spawn_batched(records, DEFAULT_BATCH_SIZE, DEFAULT_MAX_BATCHES).boxed()
+                client
+                    .object_records(o, r, format.clone(), schema.clone())
+                    .boxed()
             })
             .flatten_unordered(concurrency)
             .boxed())
