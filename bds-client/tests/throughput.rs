@@ -117,7 +117,12 @@ async fn user_enrollments_sync_against_copy_and_import() {
         let median = |f: &dyn Fn(&Round) -> f64| {
             let mut v: Vec<f64> = results.iter().map(f).collect();
             v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
+            let mid = v.len() / 2;
+            if v.len().is_multiple_of(2) {
+                (v[mid - 1] + v[mid]) / 2.0
+            } else {
+                v[mid]
+            }
         };
         let peak =
             |f: &dyn Fn(&Round) -> u64| results.iter().map(f).max().unwrap_or(0) as f64 / 1024.0;
