@@ -10,8 +10,8 @@
 //! (default 1 000 000): `gzip -dc > /dev/null`; borrowed rows
 //! ([`RecordReader::next_row`], TSV only); typed records one at a time
 //! ([`RecordReader::next_record`]); typed records from
-//! [`RecordReader::into_parallel_stream`] (reading and typing on separate
-//! tasks); and the same rows as 4 objects, each on its own task through
+//! [`RecordReader::into_parallel_stream`] with 0 workers (reading on its own
+//! task, typing on the consumer's) and with one worker per core; and the same rows as 4 objects, each on its own task through
 //! [`spawn_batched`](dap_client::record::spawn_batched), against `gzip -dc`
 //! of the 4 objects one after another. Ratios are against `gzip -dc` in the
 //! same run; the machine's load moves both.
@@ -175,16 +175,18 @@ async fn measure(format: Format, one: &Path, parts: &[&Path], rows: u64, mb: f64
         gzip_secs,
     );
 
-    let t = Instant::now();
-    let n = reader(one, format.clone())
-        .await
-        .into_parallel_stream(workers())
-        .try_fold(0u64, |n, _| async move { Ok(n + 1) })
-        .await
-        .unwrap();
-    assert_eq!(n, rows);
-    let what = format!("typed records, parallel ({})", workers());
-    report(&what, mb, rows, t.elapsed().as_secs_f64(), gzip_secs);
+    for workers in [0, workers()] {
+        let t = Instant::now();
+        let n = reader(one, format.clone())
+            .await
+            .into_parallel_stream(workers)
+            .try_fold(0u64, |n, _| async move { Ok(n + 1) })
+            .await
+            .unwrap();
+        assert_eq!(n, rows);
+        let what = format!("typed records, into_parallel_stream({workers})");
+        report(&what, mb, rows, t.elapsed().as_secs_f64(), gzip_secs);
+    }
 
     // The job pipeline: the same rows as 4 objects, each decoded on its own
     // task, against `gzip -dc` of the 4 objects one after another.

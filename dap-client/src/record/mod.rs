@@ -265,15 +265,21 @@ impl<R: AsyncBufRead + Unpin> RecordReader<R> {
         })
     }
 
-    /// Turns the reader into a `Stream` of records decoded on spawned
-    /// tasks, so reading (and decompressing) the object and typing its
-    /// rows use several cores: one task reads the object and cuts it into
-    /// chunks of rows, up to `workers` tasks (at least one) type chunks at
-    /// the same time, and records come out in the object's order, as from
-    /// [`RecordReader::next_record`]. Memory stays bounded: at most about
-    /// `2 * workers + 1` chunks of 512 rows are held at once. An error ends
-    /// the stream after the records before it; dropping the stream stops
-    /// the tasks.
+    /// Turns the reader into a `Stream` of records read ahead on a spawned
+    /// task, so reading (and decompressing) the object overlaps typing its
+    /// rows: one task reads the object and cuts it into chunks of rows;
+    /// with `workers` = 0 the records are typed on the consumer's task,
+    /// otherwise up to `workers` spawned tasks type chunks at the same
+    /// time. Records come out in the object's order, as from
+    /// [`RecordReader::next_record`], and an error ends the stream after
+    /// the records before it. Memory stays bounded: at most about
+    /// `2 * workers + 2` chunks of up to 512 rows are held at once.
+    /// Dropping the stream stops the tasks.
+    ///
+    /// This pays off when cores are idle. Typing on other tasks means each
+    /// record is freed on another thread than the one that allocated it,
+    /// which costs with some allocators (glibc's among them); measure with
+    /// your consumer (see `tests/throughput.rs`).
     ///
     /// Must be called inside a tokio runtime (with one worker thread per
     /// core to gain anything).

@@ -1,7 +1,7 @@
 //! Decoding one object on several tasks: one task reads the object (and so
-//! decompresses it) and cuts it into chunks of raw rows; up to `workers`
-//! tasks turn chunks into typed records at the same time; the records come
-//! out in the object's order. Memory stays bounded: a few chunks wait in a
+//! decompresses it) and cuts it into chunks of raw rows; the consumer's task
+//! (`workers` = 0) or up to `workers` spawned tasks turn chunks into typed
+//! records; the records come out in the object's order. Memory stays bounded: a few chunks wait in a
 //! channel, and at most `workers` decoded chunks wait for the consumer.
 
 use std::sync::Arc;
@@ -16,7 +16,8 @@ use super::{DecodeError, Kind, Layout, RawRow, Record, RecordReader, RowDecoder}
 /// Rows per chunk handed to a typing task.
 const CHUNK_ROWS: usize = 512;
 /// A chunk is sent once it holds this many bytes, even with fewer rows.
-const CHUNK_BYTES: usize = 256 * 1024;
+/// Kept below glibc's mmap threshold, so chunk buffers come from the heap.
+const CHUNK_BYTES: usize = 64 * 1024;
 
 /// How to decode the rows of one object; shared by its typing tasks.
 struct Shared {
@@ -146,6 +147,7 @@ pub(super) fn records<R>(
 where
     R: AsyncBufRead + Unpin + Send + 'static,
 {
+    let inline = workers == 0;
     let workers = workers.max(1);
     let (tx, rx) = mpsc::channel(workers + 1);
     let producer = AbortOnDrop(tokio::spawn(read_chunks(reader, tx)));
@@ -153,8 +155,9 @@ where
         let item = rx.recv().await?;
         Some((item, rx))
     })
-    .map(|item| async move {
+    .map(move |item| async move {
         match item {
+            Ok(chunk) if inline => chunk.decode(),
             Ok(chunk) => decode_on_task(chunk).await,
             Err(e) => (Vec::new(), Some(e)),
         }
