@@ -307,10 +307,11 @@ impl Bench {
         ] {
             self.line(name, run.total, Some(run.peak_kib));
             println!(
-                "   of which download {:.2} s, load and commit {:.2} s; \
+                "   of which download {:.2} s, load and commit {:.2} s; CPU {:.2} s; \
                  peak RSS {:.1} MB before the sync, {:.1} MB after the download",
                 run.download.as_secs_f64(),
                 (run.total - run.download).as_secs_f64(),
+                run.cpu.as_secs_f64(),
                 run.baseline_kib as f64 / 1024.0,
                 run.download_kib as f64 / 1024.0
             );
@@ -380,10 +381,11 @@ async fn bench_child_sync() {
         .unwrap_or((started, 0));
     let rows: u64 = report.applied.iter().map(|a| a.rows).sum();
     println!(
-        "{CHILD_MARK} rows={rows} total_ms={} download_ms={} vmhwm_kib={} baseline_kib={baseline_kib} download_kib={download_kib}",
+        "{CHILD_MARK} rows={rows} total_ms={} download_ms={} vmhwm_kib={} baseline_kib={baseline_kib} download_kib={download_kib} cpu_ms={}",
         total.as_millis(),
         (first_batch - started).as_millis(),
-        vm_hwm_kib()
+        vm_hwm_kib(),
+        cpu_ms()
     );
 }
 
@@ -398,6 +400,8 @@ struct ChildRun {
     baseline_kib: u64,
     /// Peak RSS when the first batch reached the database.
     download_kib: u64,
+    /// CPU time (user + system) of the whole child process.
+    cpu: Duration,
 }
 
 /// Runs [`bench_child_sync`] in a fresh process against the sandbox.
@@ -454,6 +458,7 @@ fn child_sync(server: &BdsServer, database: &str) -> ChildRun {
         peak_kib: figure("vmhwm_kib"),
         baseline_kib: figure("baseline_kib"),
         download_kib: figure("download_kib"),
+        cpu: Duration::from_millis(figure("cpu_ms")),
     }
 }
 
@@ -509,6 +514,21 @@ fn vm_hwm_kib() -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmHWM in /proc/self/status")
+}
+
+/// CPU time of this process so far (user + system, `/proc/self/stat`), in ms.
+fn cpu_ms() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the line, in clock ticks (100 per second on Linux).
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum();
+    ticks * 10
 }
 
 fn load_average() -> String {
