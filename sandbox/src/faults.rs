@@ -351,6 +351,17 @@ impl Faults {
         self.lock().config.clone()
     }
 
+    /// In-scope calls since the knobs were last set.
+    pub fn calls(&self) -> u64 {
+        self.lock().calls
+    }
+
+    /// In-scope calls hit by at least one fault since the knobs were last set (spikes and
+    /// revocations included, unlike [`StatsSnapshot::faults_injected`](crate::StatsSnapshot)).
+    pub fn injected(&self) -> u64 {
+        self.lock().injected
+    }
+
     /// Replaces the knobs and resets the call counter and RNG.
     pub fn set(&self, config: FaultConfig) {
         *self.lock() = FaultState::new(config);

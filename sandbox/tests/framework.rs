@@ -197,7 +197,7 @@ async fn dropped_connections_and_truncated_bodies() {
 
 #[tokio::test]
 async fn every_kth_call_gets_a_latency_spike_beyond_a_short_timeout() {
-    let (server, _, stats) = toy().await;
+    let (server, faults, stats) = toy().await;
     let base = server.base_url();
     set_faults(base, json!({"spike_every": 2, "spike_ms": 2000})).await;
     let impatient = reqwest::Client::builder()
@@ -217,6 +217,7 @@ async fn every_kth_call_gets_a_latency_spike_beyond_a_short_timeout() {
     assert_eq!(outcomes, ["200", "timeout", "200", "timeout"]);
     // A spike delays the answer; it does not replace it.
     assert_eq!(stats.snapshot().faults_injected, 0);
+    assert_eq!((faults.calls(), faults.injected()), (4, 2));
 }
 
 #[tokio::test]
