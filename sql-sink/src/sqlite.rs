@@ -526,6 +526,9 @@ struct LoadState {
     columns: Vec<ColumnPlan>,
     keys: Vec<ColumnPlan>,
     upsert_sql: String,
+    /// The upsert of [`rows_per_insert`](Self::rows_per_insert) rows at once.
+    upsert_many_sql: String,
+    rows_per_insert: usize,
     delete_sql: String,
     replace: bool,
     rows: u64,
@@ -644,7 +647,9 @@ fn start_load(
         .iter()
         .map(|k| ColumnPlan::new(&physical, k))
         .collect();
-    let upsert_sql = upsert_sql(&target, &def);
+    let rows_per_insert = rows_per_insert(def.columns.len());
+    let upsert_many_sql = upsert_sql(&target, &def, rows_per_insert);
+    let upsert_sql = upsert_sql(&target, &def, 1);
     let delete_sql = delete_sql(&target, &def);
     Ok((
         LoadState {
@@ -654,6 +659,8 @@ fn start_load(
             columns,
             keys,
             upsert_sql,
+            upsert_many_sql,
+            rows_per_insert,
             delete_sql,
             replace,
             rows: 0,
@@ -664,7 +671,16 @@ fn start_load(
     ))
 }
 
-fn upsert_sql(target: &str, def: &TableDef) -> String {
+/// Rows one multi-row upsert statement takes: fewer statement runs per row,
+/// within SQLite's smallest limit on parameters (999).
+fn rows_per_insert(columns: usize) -> usize {
+    (999 / columns.max(1)).clamp(1, 32)
+}
+
+/// `INSERT .. VALUES (..), .. ON CONFLICT (key) DO UPDATE ..` of `rows`
+/// rows; SQLite applies the rows in order, so a later row with the same
+/// key wins, as with one statement per row.
+fn upsert_sql(target: &str, def: &TableDef, rows: usize) -> String {
     let mut sql = String::from("INSERT INTO ");
     push_quoted(&mut sql, target);
     sql.push_str(" (");
@@ -674,15 +690,18 @@ fn upsert_sql(target: &str, def: &TableDef) -> String {
         }
         push_quoted(&mut sql, &c.name);
     }
-    sql.push_str(") VALUES (");
-    for i in 0..def.columns.len() {
-        if i > 0 {
-            sql.push_str(", ");
+    sql.push_str(") VALUES ");
+    for r in 0..rows {
+        sql.push_str(if r > 0 { ", (" } else { "(" });
+        for i in 0..def.columns.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('?');
         }
-        sql.push('?');
-        sql.push_str(&(i + 1).to_string());
+        sql.push(')');
     }
-    sql.push_str(") ON CONFLICT (");
+    sql.push_str(" ON CONFLICT (");
     for (i, k) in def.primary_key.iter().enumerate() {
         if i > 0 {
             sql.push_str(", ");
@@ -736,24 +755,45 @@ fn invalid(state: &LoadState, plan: &ColumnPlan, row: usize, reason: String) -> 
 }
 
 fn upsert(tx: &Transaction<'_>, state: &mut LoadState, batch: &RowBatch) -> Result<()> {
-    let mut stmt = tx
-        .prepare_cached(&state.upsert_sql)
-        .map_err(Error::sqlite(format!(
+    let prepare = |sql: &str| {
+        tx.prepare_cached(sql).map_err(Error::sqlite(format!(
             "preparing the upsert into {}",
             state.table
-        )))?;
+        )))
+    };
+    let per = state.rows_per_insert;
+    let mut many = match batch.len() >= per && per > 1 {
+        true => Some(prepare(&state.upsert_many_sql)?),
+        false => None,
+    };
+    let mut one = prepare(&state.upsert_sql)?;
+    let columns = state.columns.len();
     let mut scratch = String::with_capacity(64);
-    for (r, row) in batch.rows().enumerate() {
-        for (i, plan) in state.columns.iter().enumerate() {
-            let v = plan
-                .convert(row.get(i), &mut scratch)
-                .map_err(|e| invalid(state, plan, r, e))?;
-            // Contexts are built only on error: this runs once per cell.
-            stmt.raw_bind_parameter(i + 1, v)
-                .map_err(|e| Error::sqlite(format!("binding a value for {}", state.table))(e))?;
+    let mut rows = batch.rows().enumerate().peekable();
+    while let Some(&(first, _)) = rows.peek() {
+        let (stmt, n) = match many.as_mut() {
+            Some(stmt) if batch.len() - first >= per => (stmt, per),
+            _ => (&mut one, 1),
+        };
+        for k in 0..n {
+            let Some((r, row)) = rows.next() else { break };
+            for (i, plan) in state.columns.iter().enumerate() {
+                let v = plan
+                    .convert(row.get(i), &mut scratch)
+                    .map_err(|e| invalid(state, plan, r, e))?;
+                // Contexts are built only on error: this runs once per cell.
+                stmt.raw_bind_parameter(k * columns + i + 1, v)
+                    .map_err(|e| {
+                        Error::sqlite(format!("binding a value for {}", state.table))(e)
+                    })?;
+            }
         }
         stmt.raw_execute().map_err(|e| {
-            Error::sqlite(format!("upserting row {r} of a batch into {}", state.table))(e)
+            let rows = match n {
+                1 => format!("row {first}"),
+                _ => format!("rows {first}..{}", first + n),
+            };
+            Error::sqlite(format!("upserting {rows} of a batch into {}", state.table))(e)
         })?;
     }
     state.rows += batch.len() as u64;
