@@ -12,9 +12,10 @@
 //! committed step. Faults that cannot happen to a service are printed as
 //! `n/a` with the reason. The matrix is printed before anything is asserted.
 //!
-//! Determinism: retry and poll sleeps go to recording (no-op) sleepers, the
-//! backoff randomness is fixed, the sandbox's fault RNG is seeded, data is
-//! small and every operation downloads one object at a time. Latency spikes
+//! Determinism and speed: retry and poll sleeps last at most 5 ms (so
+//! `Retry-After` costs no wall time), the backoff randomness is fixed, the
+//! sandbox's fault RNG is seeded, data is small and every operation
+//! downloads one object at a time (except where concurrency is the point). Latency spikes
 //! are real: the clients get a 400 ms response timeout in the columns with
 //! spikes, the sandbox delays every spiked call by 1.5 s.
 //!
@@ -31,9 +32,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use client_core::retry::{FixedRandom, RetryPolicy};
-use client_core::time::{ManualClock, RecordingSleeper};
 use client_core::{PollPolicy, SecretString, TransportKind};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use sandbox::FaultConfig;
 use sql_sink::{Sink, TableName};
 
@@ -77,11 +77,11 @@ impl Fault {
             Fault::Truncation => "truncated bodies (every 4th)",
             Fault::Spikes => "latency spikes 1.5 s > 400 ms timeout (every 6th)",
             Fault::UrlExpiry => "pre-signed URLs expire (every 4th call)",
-            Fault::TokenExpiry => "access tokens revoked mid-run (every 11th call)",
+            Fault::TokenExpiry => "access tokens revoked mid-run (every 5th call)",
             Fault::Rotation => {
-                "refresh-token rotation, 2 syncs at once (tokens revoked every 7th call)"
+                "refresh-token rotation under concurrency (tokens revoked every 7th call)"
             }
-            Fault::All => "all of the above together",
+            Fault::All => "all of the above together (tokens revoked every 11th call)",
         }
     }
 
@@ -106,7 +106,7 @@ impl Fault {
                 k.expire_urls_every = 4;
                 k.url_ttl_secs = Some(60);
             }
-            Fault::TokenExpiry => k.expire_tokens_every = 11,
+            Fault::TokenExpiry => k.expire_tokens_every = 5,
             Fault::Rotation => k.expire_tokens_every = 7,
             Fault::All => {
                 k.error_rate = 0.3;
@@ -118,6 +118,8 @@ impl Fault {
                 k.spike_ms = SPIKE_MS;
                 k.expire_urls_every = 4;
                 k.url_ttl_secs = Some(60);
+                // Every 5th with ~40 attempts per request would revoke the
+                // token more often than one request may refresh it (3 times).
                 k.expire_tokens_every = 11;
             }
         }
@@ -163,6 +165,29 @@ fn retry_policy(fault: Fault) -> RetryPolicy {
     }
 }
 
+/// Waits at most 5 ms, whatever the client asks: a `Retry-After` or a
+/// backoff costs no wall time, yet a poll loop does not spin while the
+/// sandbox prepares a job's files in the background.
+#[derive(Debug)]
+struct BriefSleeper;
+
+impl client_core::time::Sleeper for BriefSleeper {
+    fn sleep<'life0, 'async_trait>(
+        &'life0 self,
+        duration: Duration,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(tokio::time::sleep(duration.min(Duration::from_millis(5))))
+    }
+}
+
+fn sleeper() -> Arc<BriefSleeper> {
+    Arc::new(BriefSleeper)
+}
+
 /// Polls as fast as the sandbox allows (its jobs advance per poll); the
 /// sleeps go to a recording sleeper anyway.
 fn polls() -> PollPolicy {
@@ -179,10 +204,27 @@ static BLOB_AUTHORIZATION: AtomicU64 = AtomicU64::new(0);
 /// above is not vacuous).
 static BLOB_REQUESTS: AtomicU64 = AtomicU64::new(0);
 
-fn count_blob_requests(stats: &sandbox::Stats) {
+/// How much of a run the faults hit.
+#[derive(Clone, Copy, Debug)]
+struct Hits {
+    /// Calls hit by a fault.
+    faults: u64,
+    /// Calls the fault layer saw (every route: API, token, blob).
+    calls: u64,
+}
+
+/// Ends a run's faults: reads how many calls they hit, clears them, and
+/// adds the run's blob counters to the matrix totals.
+fn finish(faults: &sandbox::Faults, stats: &sandbox::Stats) -> Hits {
+    let hits = Hits {
+        faults: faults.injected(),
+        calls: faults.calls(),
+    };
+    faults.set(FaultConfig::default());
     let s = stats.snapshot();
     BLOB_REQUESTS.fetch_add(s.blob_requests, Ordering::SeqCst);
     BLOB_AUTHORIZATION.fetch_add(s.blob_authorization_headers, Ordering::SeqCst);
+    hits
 }
 
 // ------------------------------------------------------------------ outcomes
@@ -222,6 +264,8 @@ struct Run {
     /// After a failed run: the state a fault-free re-run on the same
     /// database reached, which must be the baseline's.
     resumed: Option<Result<Produced, String>>,
+    /// What the faults hit.
+    hits: Hits,
 }
 
 /// Why a run ended without data.
@@ -247,6 +291,7 @@ enum Cell {
     Same {
         summary: String,
         checksum: String,
+        hits: Hits,
     },
     ExpectedError {
         variant: String,
@@ -266,6 +311,7 @@ impl Cell {
     }
 }
 
+/// The verdict of one run, against the data of the fault-free run.
 fn judge(baseline: &Produced, run: Run) -> Cell {
     if !run.leftovers.is_empty() {
         return Cell::Failed(format!(
@@ -297,9 +343,15 @@ fn judge(baseline: &Produced, run: Run) -> Cell {
         _ => {}
     }
     match run.result {
+        // A fault that hit no call proves nothing.
+        Ok(_) if run.hits.faults == 0 => Cell::Failed(format!(
+            "the fault never hit any of the run's {} calls",
+            run.hits.calls
+        )),
         Ok(p) if p.canonical == baseline.canonical => Cell::Same {
             summary: p.summary.clone(),
             checksum: p.checksum(),
+            hits: run.hits,
         },
         Ok(p) => {
             let first = p
@@ -324,7 +376,15 @@ fn judge(baseline: &Produced, run: Run) -> Cell {
             ..
         }) => Cell::ExpectedError {
             variant,
-            note: run.note,
+            note: match (run.note, run.resumed.is_some()) {
+                (Some(n), true) => Some(format!(
+                    "{n}; a fault-free re-run on what it left reached the baseline"
+                )),
+                (None, true) => {
+                    Some("a fault-free re-run on what it left reached the baseline".into())
+                }
+                (note, false) => note,
+            },
         },
         Err(RunError { shown, .. }) => Cell::Failed(format!("unexpected error: {shown}")),
     }
@@ -517,7 +577,7 @@ mod dap {
         Client::builder()
             .base_url(server.base_url())
             .credentials(creds.client_id, SecretString::from(creds.client_secret))
-            .sleeper(Arc::new(RecordingSleeper::new()))
+            .sleeper(sleeper())
             .random(Arc::new(FixedRandom::new(0.5)))
             .rng_seed(3)
             .retry_policy(retry_policy(fault))
@@ -539,8 +599,7 @@ mod dap {
             Ok::<_, dap_client::Error>(records)
         }
         .await;
-        server.faults().set(FaultConfig::default());
-        count_blob_requests(server.stats());
+        let hits = finish(server.faults(), server.stats());
         Run {
             result: result
                 .map(|records| {
@@ -551,6 +610,7 @@ mod dap {
             leftovers: Vec::new(),
             note: None,
             resumed: None,
+            hits,
         }
     }
 
@@ -572,8 +632,7 @@ mod dap {
                 true,
             )
             .await;
-        server.faults().set(FaultConfig::default());
-        count_blob_requests(server.stats());
+        let hits = finish(server.faults(), server.stats());
         let reported = result
             .as_ref()
             .map(|r| r.downloaded_files.clone())
@@ -610,6 +669,7 @@ mod dap {
             leftovers,
             note: None,
             resumed: None,
+            hits,
         }
     }
 
@@ -679,8 +739,7 @@ mod dap {
         let mutated = std::sync::atomic::AtomicBool::new(false);
         server.faults().set(fault.knobs());
         let result = init_mutate_sync(&client, &url, &server, &mutated).await;
-        server.faults().set(FaultConfig::default());
-        count_blob_requests(server.stats());
+        let hits = finish(server.faults(), server.stats());
         // After a failure the replica must resume: a fault-free run on it
         // converges to the baseline.
         let resumed = match &result {
@@ -704,6 +763,7 @@ mod dap {
             leftovers: Vec::new(),
             note: None,
             resumed,
+            hits,
         }
     }
 }
@@ -743,7 +803,7 @@ mod bds {
                 SecretString::from(creds.client_secret.clone()),
             )
             .token_store(store)
-            .sleeper(Arc::new(RecordingSleeper::new()))
+            .sleeper(sleeper())
             .random(Arc::new(FixedRandom::new(0.5)))
             .retry_policy(retry_policy(fault))
             .build()
@@ -850,8 +910,7 @@ mod bds {
         let dir = tempfile::tempdir().expect("a temporary directory");
         server.faults().set(fault.knobs());
         let result = sync_all(&client, dir.path(), fault == Fault::Rotation).await;
-        server.faults().set(FaultConfig::default());
-        count_blob_requests(server.stats());
+        let hits = finish(server.faults(), server.stats());
         let mut leftovers = Vec::new();
         if fault == Fault::Rotation
             && let Some(problem) = stored_token_is_live(&server, store).await
@@ -876,6 +935,7 @@ mod bds {
             leftovers,
             note: None,
             resumed,
+            hits,
         }
     }
 
@@ -889,21 +949,29 @@ mod bds {
         server.faults().set(fault.knobs());
         let result = async {
             let listed = client.data_set_extracts("Users").await?;
-            let mut saved = Vec::new();
-            for (i, extract) in listed
+            let downloads = listed
                 .extracts
                 .iter()
                 .filter(|e| e.currently_available)
                 .enumerate()
-            {
-                let dest = dir.path().join(format!("{i:02}-{}.zip", extract.plugin_id));
-                saved.push(client.download(extract, &dest, None).await?);
-            }
+                .map(|(i, extract)| {
+                    let dest = dir.path().join(format!("{i:02}-{}.zip", extract.plugin_id));
+                    let client = &client;
+                    async move { client.download(extract, &dest, None).await }
+                });
+            // Three at a time in the rotation column (one token cache, one
+            // rotating refresh token); one at a time elsewhere, so the
+            // faults hit the same calls in every run.
+            let at_once = if fault == Fault::Rotation { 3 } else { 1 };
+            let mut saved: Vec<bds_client::SavedFile> = futures::stream::iter(downloads)
+                .buffer_unordered(at_once)
+                .try_collect()
+                .await?;
+            saved.sort_by(|a, b| a.path.cmp(&b.path));
             Ok::<_, bds_client::BdsError>(saved)
         }
         .await;
-        server.faults().set(FaultConfig::default());
-        count_blob_requests(server.stats());
+        let hits = finish(server.faults(), server.stats());
         let reported: Vec<PathBuf> = result
             .as_ref()
             .map(|s| s.iter().map(|f| f.path.clone()).collect())
@@ -949,6 +1017,7 @@ mod bds {
             leftovers,
             note: None,
             resumed: None,
+            hits,
         }
     }
 }
@@ -980,6 +1049,8 @@ mod ld {
     async fn server() -> LdServer {
         let config = LdConfig {
             export_rows: 150,
+            // Enough polls for every fault to meet a few of them.
+            processing_polls: 6,
             ..LdConfig::default()
         };
         sandbox::ld::start(config, sandbox::Faults::new(), sandbox::Stats::new())
@@ -989,7 +1060,6 @@ mod ld {
 
     fn client(server: &LdServer, fault: Fault) -> Client {
         let c = server.credentials();
-        let clock = ManualClock::new();
         Client::builder()
             .base_url(&c.base_url)
             .client(c.client_id, SecretString::from(c.client_secret))
@@ -997,8 +1067,7 @@ mod ld {
             .community(c.community)
             .poll_policy(polls())
             .retry_policy(retry_policy(fault))
-            .sleeper(Arc::new(RecordingSleeper::with_clock(clock.clone())))
-            .clock(Arc::new(clock))
+            .sleeper(sleeper())
             .jitter_seed(11)
             .build()
             .expect("the LD client builds")
@@ -1043,8 +1112,7 @@ mod ld {
             client.wait(&job.job_id).await
         }
         .await;
-        server.faults().set(FaultConfig::default());
-        count_blob_requests(server.stats());
+        let hits = finish(server.faults(), server.stats());
         let note = Some(server_jobs(&server));
         let jobs = server.jobs();
         let imports: Vec<String> = jobs
@@ -1091,6 +1159,7 @@ mod ld {
             leftovers,
             note,
             resumed: None,
+            hits,
         }
     }
 
@@ -1111,8 +1180,7 @@ mod ld {
             Ok::<_, Error>((done, files))
         }
         .await;
-        server.faults().set(FaultConfig::default());
-        count_blob_requests(server.stats());
+        let hits = finish(server.faults(), server.stats());
         let reported = result.as_ref().map(|(_, f)| f.clone()).unwrap_or_default();
         let contents: Vec<Vec<u8>> = reported
             .iter()
@@ -1158,6 +1226,7 @@ mod ld {
             leftovers,
             note,
             resumed: None,
+            hits,
         }
     }
 }
@@ -1181,7 +1250,6 @@ mod toucan {
 
     fn client(server: &ToucanServer, fault: Fault) -> Client {
         let c = server.credentials();
-        let clock = ManualClock::new();
         Client::builder()
             .api_url(c.api_url)
             .small_app(c.small_app)
@@ -1190,8 +1258,7 @@ mod toucan {
             .auth_mode(AuthMode::Login)
             .poll_policy(polls())
             .retry_policy(retry_policy(fault))
-            .sleeper(Arc::new(RecordingSleeper::with_clock(clock.clone())))
-            .clock(Arc::new(clock))
+            .sleeper(sleeper())
             .jitter_seed(5)
             .build()
             .expect("the Toucan client builds")
@@ -1250,8 +1317,7 @@ mod toucan {
             Ok::<_, Error>(())
         }
         .await;
-        server.faults().set(FaultConfig::default());
-        count_blob_requests(server.stats());
+        let hits = finish(server.faults(), server.stats());
         let state = server_state(&server);
         let uploads: Vec<String> = state
             .iter()
@@ -1288,6 +1354,7 @@ mod toucan {
             leftovers,
             note,
             resumed: None,
+            hits,
         }
     }
 }
@@ -1308,7 +1375,11 @@ async fn row(op: Op) -> (Op, Produced, Vec<(Fault, Cell)>, Duration) {
         (Err(e), _) => panic!("{}: the fault-free run failed: {}", op.name(), e.shown),
     };
     let mut cells = Vec::new();
-    for fault in Fault::COLUMNS {
+    let only = std::env::var("FAULT_MATRIX_COLUMNS").unwrap_or_default();
+    for fault in Fault::COLUMNS
+        .into_iter()
+        .filter(|f| f.title().contains(&only))
+    {
         let cell = match op.not_applicable(fault) {
             Some(reason) => Cell::NotApplicable(reason),
             None => judge(&baseline, op.run(fault).await),
@@ -1360,9 +1431,14 @@ fn print_matrix(rows: &[Row], elapsed: Duration) -> String {
         for (fault, cell) in cells {
             let text = match cell {
                 Cell::NotApplicable(why) => format!("n/a: {why}"),
-                Cell::Same { summary, checksum } => {
-                    format!("= baseline ({summary}, checksum {checksum})")
-                }
+                Cell::Same {
+                    summary,
+                    checksum,
+                    hits,
+                } => format!(
+                    "= baseline ({summary}, checksum {checksum}); faults hit {} of {} calls",
+                    hits.faults, hits.calls
+                ),
                 Cell::ExpectedError { variant, note } => format!(
                     "expected typed error {variant}; nothing half-written{}",
                     note.as_deref()
@@ -1389,8 +1465,9 @@ async fn fault_matrix() {
     let started = Instant::now();
     // Rows are independent (each run has its own sandbox); running them at
     // once keeps the matrix short. Within a row, runs are sequential.
-    // `FAULT_MATRIX_ROWS=BDS` (a substring of row names) runs only some rows,
-    // and `RUST_LOG=warn` shows the clients' retries, when digging into a cell.
+    // `FAULT_MATRIX_ROWS=BDS` and `FAULT_MATRIX_COLUMNS=429` (substrings of
+    // row and column titles) run part of the matrix, and `RUST_LOG=warn`
+    // shows the clients' retries, when digging into a cell.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
