@@ -635,3 +635,27 @@ async fn a_json_body_cut_off_is_requested_again_only_when_idempotent() {
     assert!(matches!(err, Error::Decode { .. }), "{err:?}");
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn a_401_whose_body_breaks_off_is_still_reported_as_rejected_credentials() {
+    let (base, _) = scripted_server(vec![Conn::TruncatedStatus(401)]).await;
+    let rig = Rig::new();
+    let client = rig
+        .builder(&base)
+        .basic(client_core::auth::BasicCredentials::new(
+            "user",
+            SecretString::from("password"),
+        ))
+        .build()
+        .unwrap();
+    let err = client.execute(Request::get("/r")).await.unwrap_err();
+    let Error::Auth {
+        status: Some(401),
+        message,
+    } = &err
+    else {
+        panic!("expected Error::Auth, got {err:?}");
+    };
+    assert!(message.contains("returned HTTP 401"), "{message}");
+    assert!(!message.contains("connection interrupted"), "{message}");
+}

@@ -408,9 +408,15 @@ fn give_up(last: Retryable, attempts: u32, elapsed: Duration) -> Result<Response
 /// The error for a `401` that refreshing could not fix.
 async fn rejected_credentials(response: Response, bearer: bool) -> Error {
     let status = response.status();
+    let (method, url) = (
+        response.method().to_string(),
+        redact_url(response.url().as_str()),
+    );
     let detail = match response.into_api_error().await {
         Error::Api(api) => api.to_string(),
-        other => other.to_string(),
+        // The body broke off: the status is the answer, not a transport
+        // failure to report as the reason.
+        _ => format!("{method} {url} returned HTTP {status} (its body broke off)"),
     };
     let advice = if bearer {
         "the server rejected a freshly obtained access token; check that the client's \

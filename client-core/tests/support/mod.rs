@@ -97,6 +97,8 @@ pub enum Conn {
     Json(&'static str),
     /// Declare a 100-byte body, send 5 bytes, close.
     Truncated,
+    /// Like `Truncated`, with this status.
+    TruncatedStatus(u16),
     /// Never answer; wait until the client gives up and closes.
     Hang,
 }
@@ -140,6 +142,12 @@ pub async fn scripted_server(script: Vec<Conn>) -> (String, Arc<AtomicUsize>) {
                 Conn::Hang => {
                     let mut rest = [0u8; 1024];
                     while matches!(sock.read(&mut rest).await, Ok(n) if n > 0) {}
+                }
+                Conn::TruncatedStatus(status) => {
+                    let reply =
+                        format!("HTTP/1.1 {status} Status\r\ncontent-length: 100\r\n\r\nshort");
+                    let _ = sock.write_all(reply.as_bytes()).await;
+                    let _ = sock.shutdown().await;
                 }
                 Conn::Truncated => {
                     let reply = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort";
