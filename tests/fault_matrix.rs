@@ -76,7 +76,7 @@ impl Fault {
             Fault::Drops => "dropped connections (every 5th)",
             Fault::Truncation => "truncated bodies (every 4th)",
             Fault::Spikes => "latency spikes 1.5 s > 400 ms timeout (every 6th)",
-            Fault::UrlExpiry => "pre-signed URLs expire (every 4th call)",
+            Fault::UrlExpiry => "pre-signed URLs expire (every 3rd call)",
             Fault::TokenExpiry => "access tokens revoked mid-run (every 5th call)",
             Fault::Rotation => {
                 "refresh-token rotation under concurrency (tokens revoked every 7th call)"
@@ -103,7 +103,7 @@ impl Fault {
                 k.spike_ms = SPIKE_MS;
             }
             Fault::UrlExpiry => {
-                k.expire_urls_every = 4;
+                k.expire_urls_every = 3;
                 k.url_ttl_secs = Some(60);
             }
             Fault::TokenExpiry => k.expire_tokens_every = 5,
@@ -116,7 +116,7 @@ impl Fault {
                 k.truncate_every = 4;
                 k.spike_every = 6;
                 k.spike_ms = SPIKE_MS;
-                k.expire_urls_every = 4;
+                k.expire_urls_every = 3;
                 k.url_ttl_secs = Some(60);
                 // Every 5th with ~40 attempts per request would revoke the
                 // token more often than one request may refresh it (3 times).
@@ -211,17 +211,23 @@ struct Hits {
     faults: u64,
     /// Calls the fault layer saw (every route: API, token, blob).
     calls: u64,
+    /// Requests to the token endpoint.
+    tokens: u64,
+    /// Requests to pre-signed/blob URLs.
+    blobs: u64,
 }
 
 /// Ends a run's faults: reads how many calls they hit, clears them, and
 /// adds the run's blob counters to the matrix totals.
 fn finish(faults: &sandbox::Faults, stats: &sandbox::Stats) -> Hits {
+    let s = stats.snapshot();
     let hits = Hits {
         faults: faults.injected(),
         calls: faults.calls(),
+        tokens: s.token_requests,
+        blobs: s.blob_requests,
     };
     faults.set(FaultConfig::default());
-    let s = stats.snapshot();
     BLOB_REQUESTS.fetch_add(s.blob_requests, Ordering::SeqCst);
     BLOB_AUTHORIZATION.fetch_add(s.blob_authorization_headers, Ordering::SeqCst);
     hits
@@ -311,8 +317,9 @@ impl Cell {
     }
 }
 
-/// The verdict of one run, against the data of the fault-free run.
-fn judge(baseline: &Produced, run: Run) -> Cell {
+/// The verdict of one run of `fault`, against the fault-free run (its data
+/// and what it asked of the service).
+fn judge(baseline: &Produced, calm: Hits, fault: Fault, run: Run) -> Cell {
     if !run.leftovers.is_empty() {
         return Cell::Failed(format!(
             "half-written: {}{}",
@@ -343,11 +350,27 @@ fn judge(baseline: &Produced, run: Run) -> Cell {
         _ => {}
     }
     match run.result {
-        // A fault that hit no call proves nothing.
+        // A fault that hit no call, or that the client never had to
+        // answer, proves nothing.
         Ok(_) if run.hits.faults == 0 => Cell::Failed(format!(
             "the fault never hit any of the run's {} calls",
             run.hits.calls
         )),
+        Ok(_)
+            if matches!(fault, Fault::TokenExpiry | Fault::Rotation)
+                && run.hits.tokens <= calm.tokens =>
+        {
+            Cell::Failed(format!(
+                "tokens were revoked but never fetched again ({} token requests, fault-free {})",
+                run.hits.tokens, calm.tokens
+            ))
+        }
+        Ok(_) if fault == Fault::UrlExpiry && run.hits.blobs <= calm.blobs => {
+            Cell::Failed(format!(
+                "no download met an expired URL ({} blob requests, fault-free {})",
+                run.hits.blobs, calm.blobs
+            ))
+        }
         Ok(p) if p.canonical == baseline.canonical => Cell::Same {
             summary: p.summary.clone(),
             checksum: p.checksum(),
@@ -1365,6 +1388,7 @@ mod toucan {
 async fn row(op: Op) -> (Op, Produced, Vec<(Fault, Cell)>, Duration) {
     let started = Instant::now();
     let baseline = op.run(Fault::None).await;
+    let calm = baseline.hits;
     let baseline = match (baseline.result, baseline.leftovers.is_empty()) {
         (Ok(p), true) => p,
         (Ok(_), false) => panic!(
@@ -1382,7 +1406,7 @@ async fn row(op: Op) -> (Op, Produced, Vec<(Fault, Cell)>, Duration) {
     {
         let cell = match op.not_applicable(fault) {
             Some(reason) => Cell::NotApplicable(reason),
-            None => judge(&baseline, op.run(fault).await),
+            None => judge(&baseline, calm, fault, op.run(fault).await),
         };
         cells.push((fault, cell));
     }
@@ -1436,8 +1460,9 @@ fn print_matrix(rows: &[Row], elapsed: Duration) -> String {
                     checksum,
                     hits,
                 } => format!(
-                    "= baseline ({summary}, checksum {checksum}); faults hit {} of {} calls",
-                    hits.faults, hits.calls
+                    "= baseline ({summary}, checksum {checksum}); faults hit {} of {} calls; \
+                     {} token, {} blob requests",
+                    hits.faults, hits.calls, hits.tokens, hits.blobs
                 ),
                 Cell::ExpectedError { variant, note } => format!(
                     "expected typed error {variant}; nothing half-written{}",
