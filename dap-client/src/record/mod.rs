@@ -149,6 +149,7 @@ pub struct RecordReader<R> {
     layout: Option<Layout>,
     buf: Vec<u8>,
     row: RawRow,
+    names: jsonl::NameTables,
     line_no: u64,
     row_line: u64,
 }
@@ -178,6 +179,7 @@ impl<R: AsyncBufRead + Unpin> RecordReader<R> {
             layout: None,
             buf: Vec::with_capacity(4096),
             row: RawRow::default(),
+            names: jsonl::NameTables::default(),
             line_no: 0,
             row_line: 0,
         })
@@ -223,7 +225,7 @@ impl<R: AsyncBufRead + Unpin> RecordReader<R> {
             source_name: &self.source_name,
         };
         decoder
-            .record(&self.buf, self.row_line, &mut self.row)
+            .record(&self.buf, self.row_line, &mut self.row, &mut self.names)
             .map(Some)
     }
 
@@ -445,10 +447,17 @@ impl RowDecoder<'_> {
         Ok(())
     }
 
-    /// The typed record of one raw row; `row` is scratch space.
-    fn record(&self, raw: &[u8], line: u64, row: &mut RawRow) -> Result<Record, DecodeError> {
+    /// The typed record of one raw row; `row` and `names` are scratch
+    /// space reused from row to row.
+    fn record(
+        &self,
+        raw: &[u8],
+        line: u64,
+        row: &mut RawRow,
+        names: &mut jsonl::NameTables,
+    ) -> Result<Record, DecodeError> {
         if let Kind::Jsonl = self.kind {
-            return jsonl::decode_line(raw).map_err(|e| DecodeError::Malformed {
+            return jsonl::decode_line(raw, names).map_err(|e| DecodeError::Malformed {
                 source_name: self.source_name.to_string(),
                 line,
                 message: e.to_string(),

@@ -54,12 +54,13 @@ impl Chunk {
             source_name: &self.shared.source_name,
         };
         let mut row = RawRow::default();
+        let mut names = super::jsonl::NameTables::default();
         let mut out = Vec::with_capacity(self.rows.len());
         let mut from = 0;
         for &(to, line) in &self.rows {
             let raw = self.text.get(from..to).unwrap_or_default();
             from = to;
-            match decoder.record(raw, line, &mut row) {
+            match decoder.record(raw, line, &mut row, &mut names) {
                 Ok(record) => out.push(record),
                 Err(e) => return (out, Some(e)),
             }
