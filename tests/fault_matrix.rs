@@ -8,16 +8,20 @@
 //! checksum) or ended with the typed error that fault must produce (a
 //! non-idempotent start whose answer never arrived is not repeated) — and
 //! in both cases left nothing half-written: no partial or foreign files in
-//! the output directory, a database whose rows and watermark are those of a
-//! committed step. Faults that cannot happen to a service are printed as
-//! `n/a` with the reason. The matrix is printed before anything is asserted.
+//! the output directory, no partial upload on the server, and a database
+//! from which a fault-free re-run reaches the baseline exactly. A cell also
+//! fails when its fault hit no call, or (tokens, URLs) when the client never
+//! had to fetch a new token or URL. Faults that cannot happen to a service
+//! are printed as `n/a` with the reason. The matrix is printed before
+//! anything is asserted.
 //!
 //! Determinism and speed: retry and poll sleeps last at most 5 ms (so
 //! `Retry-After` costs no wall time), the backoff randomness is fixed, the
 //! sandbox's fault RNG is seeded, data is small and every operation
-//! downloads one object at a time (except where concurrency is the point). Latency spikes
-//! are real: the clients get a 400 ms response timeout in the columns with
-//! spikes, the sandbox delays every spiked call by 1.5 s.
+//! downloads one object at a time (except where concurrency is the point).
+//! Latency spikes are real: the clients get a 400 ms response timeout in
+//! the columns with spikes, the sandbox delays every spiked call by 1.5 s.
+//! Rows run concurrently, each on its own sandboxes.
 //!
 //! ```text
 //! cargo test --all-features --test fault_matrix -- --nocapture
