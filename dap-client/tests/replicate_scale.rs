@@ -38,12 +38,17 @@
 //! | PostgreSQL initdb | 33-83k rows/s, 41-94 MB | 82k rows/s, 105 MB |
 //! | PostgreSQL syncdb (10% changed) | 13-63k rows/s, 31-69 MB | 37k rows/s, 52 MB |
 //!
-//! Same-run comparison at 1M rows, after the PostgreSQL path became one
-//! binary `COPY` stream (load average 5-7): our PostgreSQL initdb 6.7 s vs
-//! the official 222.5 s (33x) and `\copy` 9.4 s (ours at 140% of its
-//! rows/s); syncdb of 100k changes 2.1 s vs 25.4 s (12x); peak RSS 65/39 MB
-//! vs 164/169 MB. SQLite initdb with multi-row upserts: 5.3 s vs
-//! `.import` 7.5 s (143%), peak RSS 133 MB.
+//! Same-run comparisons at 1M rows (best of 3), after the PostgreSQL path
+//! became one binary `COPY` stream and SQLite took 32 rows per statement:
+//!
+//! | run (load average) | ours PG initdb | official | `\copy` | ours/`\copy` | syncdb ours / official | ours SQLite initdb | `.import` | ours/`.import` |
+//! |---|---|---|---|---|---|---|---|---|
+//! | 07:50 (5.9 → 4.2) | 6.5 s, 61 MB | 195.1 s, 164 MB | 6.6 s | 102% | 1.4 s / 18.2 s (13x) | 4.2 s, 131 MB | 4.1 s | 98% |
+//! | 07:45 (4.2 → 5.7), no official | 6.0 s, 62 MB | - | 8.9 s | 149% | 4.1 s / - | 5.3 s, 133 MB | 7.5 s | 143% |
+//!
+//! At 5M rows (`init_and_sync_at_scale_with_flat_memory`, load 4.0-4.5):
+//! SQLite initdb 119k rows/s, 123 MB; syncdb 51k rows/s, 126 MB;
+//! PostgreSQL initdb 129k rows/s, 96 MB; syncdb 67k rows/s, 50 MB.
 
 #![cfg(feature = "sql")]
 
