@@ -51,12 +51,18 @@
 //!   (see [`SqlType`]); values are parsed and checked by the sink, so the
 //!   same bad value is refused by both backends.
 //! * **PostgreSQL** (feature `postgres`): each namespace is a schema,
-//!   tables keep their names (`canvas.users`). Each batch is streamed with
-//!   text `COPY .. FROM STDIN` into a temporary staging table, then merged
-//!   with `INSERT .. SELECT .. ON CONFLICT (key) DO UPDATE` (deletes: `DELETE
-//!   .. USING`); rows that would not change are not rewritten. When the
-//!   table was empty at the start of the load, batches are copied straight
-//!   into it until the first key conflict. Enums are `text` with a `CHECK`
+//!   tables keep their names (`canvas.users`). Rows travel as binary `COPY ..
+//!   FROM STDIN` (cells are parsed by the sink, as for SQLite, so the server
+//!   parses no numbers or times; tables with a `numeric` column use text
+//!   `COPY`). A load into a table that was empty when it began streams one
+//!   `COPY` straight into the table, in 8 MiB segments each under a
+//!   savepoint, so the server works while the next batch is prepared. Into
+//!   a populated table, or from the segment where a key repeats onwards,
+//!   each batch goes into a temporary staging table and is merged with
+//!   `INSERT .. SELECT .. ON CONFLICT (key) DO UPDATE` (deletes: `DELETE ..
+//!   USING`); rows that would not change are not rewritten. Either way the
+//!   whole load and its watermark are one transaction, and an error in a
+//!   streamed batch may surface on a later call or at `commit`. Enums are `text` with a `CHECK`
 //!   constraint, JSON is `jsonb`, the session time zone is UTC. With
 //!   `sslmode=require` (or `verify-ca`/`verify-full`) the connection uses
 //!   TLS (rustls) and verifies the server certificate against the system's

@@ -467,7 +467,8 @@ enum LoadInner<'a> {
 /// rolls everything back.
 ///
 /// Batches are applied in the order given. On SQLite a batch is applied on
-/// the worker thread while the caller fills the next one, so an error in a
+/// the worker thread while the caller fills the next one, and a PostgreSQL
+/// initial load streams batches into one open `COPY`, so an error in a
 /// batch may be reported by the following call or by `commit`; either way
 /// nothing of the load is committed. After any failed call, or a call whose
 /// future was dropped before it finished, the load refuses further batches
