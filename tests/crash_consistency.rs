@@ -19,9 +19,10 @@
 //! `dap syncdb` of a mutation round that also adds a column (so `evolve` is
 //! a real schema change); `bds sync` of a first sync (a full extract
 //! replaces the table) and of a daily sync whose differential adds a
-//! column. The test builds the two programs first (`cargo build --examples
-//! --features crash-points`), so it also runs after a plain
-//! `cargo test --features crash-points --test crash_consistency`.
+//! column. The test builds the programs first (`cargo build --workspace
+//! --all-features --examples`, a no-op after CI's `cargo test --workspace
+//! --all-features`), so it also runs after a plain
+//! `cargo test --all-features --test crash_consistency`.
 
 mod crash_support;
 
