@@ -180,6 +180,9 @@ pub(crate) fn parse_timestamp(cell: &str) -> Result<DateTime<Utc>, String> {
 /// The fields of a timestamp in one of the common spellings:
 /// `YYYY-MM-DD[T ]HH:MM:SS`, up to 6 fractional digits, then nothing, `Z`
 /// or a zero offset. `None` when the general parser is needed.
+// The date and time fields feed `timestamp_micros`, which only PostgreSQL's
+// binary COPY needs.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 struct FastTimestamp<'a> {
     /// The trimmed cell; its first 19 bytes are ASCII digits and separators.
     text: &'a str,
@@ -245,6 +248,7 @@ impl<'a> FastTimestamp<'a> {
         })
     }
 
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     fn micros_of_second(&self) -> i64 {
         (0..6).fold(0i64, |acc, i| {
             acc * 10 + self.frac.get(i).map_or(0, |&c| i64::from(c - b'0'))
@@ -274,6 +278,7 @@ pub(crate) fn fast_timestamp(cell: &str, out: &mut String) -> bool {
 
 /// Microseconds since 1970-01-01 UTC of a timestamp cell (the spellings
 /// [`parse_timestamp`] takes; the common ones without chrono's parser).
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) fn timestamp_micros(cell: &str) -> Result<i64, String> {
     let Some(t) = FastTimestamp::parse(cell) else {
         return Ok(parse_timestamp(cell)?.timestamp_micros());
@@ -283,6 +288,7 @@ pub(crate) fn timestamp_micros(cell: &str) -> Result<i64, String> {
 }
 
 /// Days from 0001-01-01 (day 1) to 1970-01-01.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
 
 /// The stored text form of a timestamp in SQLite: fixed width, so text order
