@@ -6,7 +6,11 @@
 //! table is `sql_sink__tables`. The database runs in WAL mode with
 //! `synchronous = NORMAL` (a committed load survives a crash of the program;
 //! the last commits may be lost on power failure), and a load holds the write
-//! lock (`BEGIN IMMEDIATE`) from its start to its commit.
+//! lock (`BEGIN IMMEDIATE`) from its start to its commit. A database the
+//! sink creates uses 16 KiB pages. A load into a table that is empty when
+//! the load begins writes with `INSERT OR REPLACE`, other loads with
+//! `INSERT .. ON CONFLICT DO UPDATE`; either way a later row with the same
+//! key wins.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -162,8 +166,13 @@ fn open_connection(path: &Path) -> Result<Connection> {
         Connection::open(path).map_err(Error::sqlite(format!("opening {}", path.display())))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(Error::sqlite("setting the busy timeout"))?;
+    // `page_size` must come first: it only takes effect on a database
+    // that has no content yet (a new file), and bulk-loaded tables are
+    // cheaper to build in 16 KiB pages (fewer page splits, WAL frames and
+    // cache look-ups per row). Existing databases keep their page size.
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
+        "PRAGMA page_size = 16384;
+         PRAGMA journal_mode = WAL;
          PRAGMA synchronous = NORMAL;
          PRAGMA cache_size = -65536;
          PRAGMA temp_store = MEMORY;",
@@ -647,9 +656,14 @@ fn start_load(
         .iter()
         .map(|k| ColumnPlan::new(&physical, k))
         .collect();
+    let conflict = if is_empty(tx, &target)? {
+        Conflict::Replace
+    } else {
+        Conflict::Update
+    };
     let rows_per_insert = rows_per_insert(def.columns.len());
-    let upsert_many_sql = upsert_sql(&target, &def, rows_per_insert);
-    let upsert_sql = upsert_sql(&target, &def, 1);
+    let upsert_many_sql = upsert_sql(&target, &def, rows_per_insert, conflict);
+    let upsert_sql = upsert_sql(&target, &def, 1, conflict);
     let delete_sql = delete_sql(&target, &def);
     Ok((
         LoadState {
@@ -677,11 +691,42 @@ fn rows_per_insert(columns: usize) -> usize {
     (999 / columns.max(1)).clamp(1, 32)
 }
 
-/// `INSERT .. VALUES (..), .. ON CONFLICT (key) DO UPDATE ..` of `rows`
-/// rows; SQLite applies the rows in order, so a later row with the same
-/// key wins, as with one statement per row.
-fn upsert_sql(target: &str, def: &TableDef, rows: usize) -> String {
-    let mut sql = String::from("INSERT INTO ");
+/// Whether `target` holds no rows (read inside the load's transaction).
+fn is_empty(tx: &Transaction<'_>, target: &str) -> Result<bool> {
+    let any: Option<i64> = tx
+        .query_row(
+            &format!("SELECT 1 FROM {} LIMIT 1", quote(target)),
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(Error::sqlite(format!("checking whether {target} is empty")))?;
+    Ok(any.is_none())
+}
+
+/// What an upsert does with a row whose key is already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Conflict {
+    /// `ON CONFLICT (key) DO UPDATE` of the definition's columns: columns
+    /// the table keeps although they are gone upstream keep their values.
+    Update,
+    /// `INSERT OR REPLACE`: the stored row is deleted and the new one
+    /// inserted, which SQLite does with less work per row than an upsert
+    /// clause. Only for loads into a table that was empty when the load
+    /// began: every stored row then came from this load with exactly the
+    /// definition's columns, so replacing it is the same as updating it.
+    Replace,
+}
+
+/// `INSERT .. VALUES (..), ..` of `rows` rows that lets a row replace the
+/// stored row with its key (see [`Conflict`]); SQLite applies the rows in
+/// order, so a later row with the same key wins, as with one statement per
+/// row.
+fn upsert_sql(target: &str, def: &TableDef, rows: usize, conflict: Conflict) -> String {
+    let mut sql = String::from(match conflict {
+        Conflict::Update => "INSERT INTO ",
+        Conflict::Replace => "INSERT OR REPLACE INTO ",
+    });
     push_quoted(&mut sql, target);
     sql.push_str(" (");
     for (i, c) in def.columns.iter().enumerate() {
@@ -700,6 +745,9 @@ fn upsert_sql(target: &str, def: &TableDef, rows: usize) -> String {
             sql.push('?');
         }
         sql.push(')');
+    }
+    if conflict == Conflict::Replace {
+        return sql;
     }
     sql.push_str(" ON CONFLICT (");
     for (i, k) in def.primary_key.iter().enumerate() {
@@ -979,4 +1027,128 @@ fn stored_value(ty: &SqlType, v: ValueRef<'_>) -> std::result::Result<Value, Str
         }
         (ty, other) => return Err(format!("stored {:?} does not fit {ty}", other.data_type())),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Column, RowBatch, Sink, SqlType, TableDef, Value, Watermark};
+
+    fn def(columns: &[&str]) -> TableDef {
+        let mut cols = vec![Column::new("id", SqlType::Int64, false)];
+        cols.extend(columns.iter().map(|c| Column::new(*c, SqlType::Text, true)));
+        TableDef::new("t", "items", cols, ["id"])
+    }
+
+    /// Rows `(id, "<tag><id>")` for each id, in order.
+    fn rows(ids: impl IntoIterator<Item = i64>, tag: &str) -> RowBatch {
+        let mut b = RowBatch::new(2);
+        append(&mut b, ids, tag);
+        b
+    }
+
+    fn append(b: &mut RowBatch, ids: impl IntoIterator<Item = i64>, tag: &str) {
+        for id in ids {
+            b.push_row([Some(id.to_string().as_str()), Some(&format!("{tag}{id}"))])
+                .unwrap();
+        }
+    }
+
+    fn cell(rows: &[Vec<Value>], id: i64, column: usize) -> Value {
+        rows.iter()
+            .find(|r| r[0] == Value::Int(id))
+            .map(|r| r[column].clone())
+            .unwrap_or_else(|| panic!("no row {id}"))
+    }
+
+    #[tokio::test]
+    async fn initial_load_keeps_the_later_row_of_a_repeated_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = Sink::open_sqlite(dir.path().join("db.sqlite"))
+            .await
+            .unwrap();
+        let def = def(&["v"]);
+        let mut load = sink.begin_load(&def).await.unwrap();
+        // 32 rows go in one statement: key 5 repeats inside the first
+        // statement, keys 40..50 (from the second) in the single-row tail,
+        // key 3 in the next batch.
+        let mut batch = rows(0..20, "a");
+        batch.push_row([Some("5"), Some("b5")]).unwrap();
+        append(&mut batch, 20..100, "a");
+        append(&mut batch, 40..50, "d");
+        load.upsert(&mut batch).await.unwrap();
+        let mut batch = rows([3, 100], "c");
+        load.upsert(&mut batch).await.unwrap();
+        load.commit(Watermark::new("w")).await.unwrap();
+
+        let stored = sink.read_rows(&def.table_name()).await.unwrap();
+        assert_eq!(stored.len(), 101);
+        assert_eq!(cell(&stored, 0, 1), Value::Text("a0".into()));
+        assert_eq!(cell(&stored, 3, 1), Value::Text("c3".into()));
+        assert_eq!(cell(&stored, 5, 1), Value::Text("b5".into()));
+        assert_eq!(cell(&stored, 6, 1), Value::Text("a6".into()));
+        assert_eq!(cell(&stored, 45, 1), Value::Text("d45".into()));
+        assert_eq!(cell(&stored, 100, 1), Value::Text("c100".into()));
+    }
+
+    #[tokio::test]
+    async fn a_load_into_a_populated_table_updates_rows_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = Sink::open_sqlite(dir.path().join("db.sqlite"))
+            .await
+            .unwrap();
+        let old = def(&["v", "legacy"]);
+        let mut load = sink.begin_load(&old).await.unwrap();
+        let mut batch = RowBatch::new(3);
+        for id in 0..40 {
+            let id = id.to_string();
+            batch
+                .push_row([Some(id.as_str()), Some("old"), Some("kept")])
+                .unwrap();
+        }
+        load.upsert(&mut batch).await.unwrap();
+        load.commit(Watermark::new("w1")).await.unwrap();
+
+        // `legacy` is gone upstream: the table keeps it, and updating a row
+        // through the new definition must not wipe it.
+        let new = def(&["v"]);
+        let mut load = sink.begin_load(&new).await.unwrap();
+        assert_eq!(load.evolution().kept_columns, vec!["legacy"]);
+        let mut batch = rows((0..40).chain([0, 41]), "new");
+        load.upsert(&mut batch).await.unwrap();
+        load.commit(Watermark::new("w2")).await.unwrap();
+
+        let stored = sink.read_rows(&new.table_name()).await.unwrap();
+        assert_eq!(stored.len(), 41);
+        assert_eq!(cell(&stored, 0, 1), Value::Text("new0".into()));
+        assert_eq!(cell(&stored, 0, 2), Value::Text("kept".into()));
+        assert_eq!(cell(&stored, 39, 2), Value::Text("kept".into()));
+        assert_eq!(cell(&stored, 41, 2), Value::Null);
+    }
+
+    #[tokio::test]
+    async fn new_databases_get_16_kib_pages_and_old_ones_keep_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let page_size = |path: &std::path::Path| -> i64 {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            conn.query_row("PRAGMA page_size", [], |r| r.get(0))
+                .unwrap()
+        };
+        let fresh = dir.path().join("fresh.sqlite");
+        drop(Sink::open_sqlite(&fresh).await.unwrap());
+        assert_eq!(page_size(&fresh), 16384);
+
+        let old = dir.path().join("old.sqlite");
+        rusqlite::Connection::open(&old)
+            .unwrap()
+            .execute_batch("PRAGMA page_size = 4096; CREATE TABLE other (x INTEGER)")
+            .unwrap();
+        let mut sink = Sink::open_sqlite(&old).await.unwrap();
+        let def = def(&["v"]);
+        let mut load = sink.begin_load(&def).await.unwrap();
+        load.upsert(&mut rows(0..3, "a")).await.unwrap();
+        load.commit(Watermark::new("w")).await.unwrap();
+        assert_eq!(sink.read_rows(&def.table_name()).await.unwrap().len(), 3);
+        drop(sink);
+        assert_eq!(page_size(&old), 4096);
+    }
 }
