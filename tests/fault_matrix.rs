@@ -1505,7 +1505,9 @@ async fn fault_matrix() {
     let selected = Op::ALL.into_iter().filter(|op| op.name().contains(&only));
     let rows: Vec<_> = futures::future::join_all(selected.map(row)).await;
     let printed = print_matrix(&rows, started.elapsed());
-    println!("{printed}");
+    // Written to stderr directly, past the harness's capture, so the matrix
+    // shows in every run (CI's included), not only with --nocapture.
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{printed}\n").as_bytes());
 
     let failures: BTreeMap<String, String> = rows
         .iter()
