@@ -193,6 +193,22 @@ fn label(namespace: &str, table: &str) -> String {
     format!("{namespace}.{table}")
 }
 
+/// Runs `attempt`, and once more if its job or objects expired before they
+/// were read (nothing was committed then, so a second job is safe).
+async fn once_more_if_expired(
+    namespace: &str,
+    table: &str,
+    mut attempt: impl AsyncFnMut() -> Result<TableReport>,
+) -> Result<TableReport> {
+    match attempt().await {
+        Err(e) if job_expired(&e) => {
+            tracing::warn!(table = %label(namespace, table), error = %e, "the job expired before its output was read; running it again");
+            attempt().await
+        }
+        other => other,
+    }
+}
+
 /// A job (or one of its objects) that no longer exists: running the query
 /// again is the remedy.
 fn job_expired(e: &ReplicateError) -> bool {
@@ -554,16 +570,10 @@ impl Replicator {
         table: &str,
         replace: bool,
     ) -> Result<TableReport> {
-        let mut restarted = false;
-        loop {
-            match self.snapshot_once(sink, namespace, table, replace).await {
-                Err(e) if !restarted && job_expired(&e) => {
-                    tracing::warn!(table = %label(namespace, table), error = %e, "the job expired before its output was read; running it again");
-                    restarted = true;
-                }
-                other => return other,
-            }
-        }
+        once_more_if_expired(namespace, table, async || {
+            self.snapshot_once(sink, namespace, table, replace).await
+        })
+        .await
     }
 
     /// [`Self::incremental_once`], run again once if the job or its objects
@@ -575,16 +585,10 @@ impl Replicator {
         table: &str,
         since: DateTime<Utc>,
     ) -> Result<TableReport> {
-        let mut restarted = false;
-        loop {
-            match self.incremental_once(sink, namespace, table, since).await {
-                Err(e) if !restarted && job_expired(&e) => {
-                    tracing::warn!(table = %label(namespace, table), error = %e, "the job expired before its output was read; running it again");
-                    restarted = true;
-                }
-                other => return other,
-            }
-        }
+        once_more_if_expired(namespace, table, async || {
+            self.incremental_once(sink, namespace, table, since).await
+        })
+        .await
     }
 
     /// Streams the job's objects into one transaction with the watermark.
