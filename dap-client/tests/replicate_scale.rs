@@ -112,6 +112,55 @@ async fn live_rows(base: &str) -> u64 {
     state["tables"][0]["rows"].as_u64().unwrap()
 }
 
+/// The sandbox process and a client of it.
+// The credentials are read only by the comparison with the official client.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+struct Served {
+    _child: Child,
+    base: String,
+    client_id: String,
+    client_secret: String,
+    client: Client,
+}
+
+fn serve(bin: &str, rows: u64) -> Served {
+    let mut child = Command::new(bin)
+        .args(["--services", "dap", "--dap-pacing", "0,0"])
+        .arg(format!("--dap-table=canvas.users={rows}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let child = Child(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    let info: Value = serde_json::from_str(&line).unwrap();
+    let base = info["dap"]["base_url"].as_str().unwrap().to_string();
+    let client_id = info["dap"]["credentials"]["client_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let client_secret = info["dap"]["credentials"]["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let client = Client::builder()
+        .base_url(&base)
+        .credentials(client_id.clone(), SecretString::from(client_secret.clone()))
+        .build()
+        .unwrap();
+    Served {
+        _child: child,
+        base,
+        client_id,
+        client_secret,
+        client,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "scale run; see the file's docs"]
 async fn init_and_sync_at_scale_with_flat_memory() {
@@ -139,34 +188,12 @@ async fn init_and_sync_at_scale_with_flat_memory() {
     let mut over: Vec<String> = Vec::new();
     for (name, url, _guard) in &dbs {
         // A fresh sandbox per backend, so both load the same data.
-        let mut child = Command::new(&bin)
-            .args(["--services", "dap", "--dap-pacing", "0,0"])
-            .arg(format!("--dap-table=canvas.users={rows}"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let _child = Child(child);
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .unwrap();
-        let info: Value = serde_json::from_str(&line).unwrap();
-        let base = info["dap"]["base_url"].as_str().unwrap().to_string();
-        let client = Client::builder()
-            .base_url(&base)
-            .credentials(
-                info["dap"]["credentials"]["client_id"].as_str().unwrap(),
-                SecretString::from(
-                    info["dap"]["credentials"]["client_secret"]
-                        .as_str()
-                        .unwrap()
-                        .to_string(),
-                ),
-            )
-            .build()
-            .unwrap();
+        let Served {
+            _child,
+            base,
+            client,
+            ..
+        } = serve(&bin, rows);
         let replicator = Replicator::open(client, url)
             .await
             .unwrap()
@@ -217,53 +244,6 @@ async fn init_and_sync_at_scale_with_flat_memory() {
 mod benchmark {
     use super::*;
     use dap_client::replicate::Sink;
-
-    /// The sandbox process and a client of it.
-    struct Served {
-        _child: Child,
-        base: String,
-        client_id: String,
-        client_secret: String,
-        client: Client,
-    }
-
-    fn serve(bin: &str, rows: u64) -> Served {
-        let mut child = Command::new(bin)
-            .args(["--services", "dap", "--dap-pacing", "0,0"])
-            .arg(format!("--dap-table=canvas.users={rows}"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let child = Child(child);
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .unwrap();
-        let info: Value = serde_json::from_str(&line).unwrap();
-        let base = info["dap"]["base_url"].as_str().unwrap().to_string();
-        let client_id = info["dap"]["credentials"]["client_id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let client_secret = info["dap"]["credentials"]["client_secret"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let client = Client::builder()
-            .base_url(&base)
-            .credentials(client_id.clone(), SecretString::from(client_secret.clone()))
-            .build()
-            .unwrap();
-        Served {
-            _child: child,
-            base,
-            client_id,
-            client_secret,
-            client,
-        }
-    }
 
     /// Runs the official `dap` CLI under `/usr/bin/time`; returns (seconds, peak RSS MB).
     fn official(dap: &str, served: &Served, args: &[&str], db_url: &str) -> (f64, u64) {
